@@ -1,0 +1,3 @@
+from salut_tui.cli import main
+
+raise SystemExit(main())

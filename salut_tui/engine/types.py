@@ -1,0 +1,83 @@
+"""Request and chunk types that cross the boundary between the MLX thread and the asyncio loop.
+
+They are plain frozen dataclasses so that they can be built in tests without a model, encoded by
+the pure API adapters, and (for the cluster) serialised over a peer link.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+_ids = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A short id unique within this process (the API adds its own prefix)."""
+    return f"{int(time.time() * 1000):x}{next(_ids):04x}"
+
+
+@dataclass(frozen=True, slots=True)
+class SamplingParams:
+    """Per-request sampling, with the API contract's defaults."""
+
+    temperature: float = 1.0  # 0 means greedy
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    max_tokens: int | None = None  # None: up to the engine's default / context limit
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """One generation. Exactly one of `messages` (chat) or `prompt` (text completion) is set."""
+
+    model: str
+    messages: tuple[dict, ...] | None = None
+    prompt: str | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    request_id: str = field(default_factory=new_request_id)
+    client: str = ""  # who asked (address), for the Streams screen
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of generated text (may be empty while a stop string is being held back)."""
+
+    text: str
+    token_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: FinishReason
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """An error as a value. `status` and `code` follow the OpenAI error shape."""
+
+    message: str
+    type: str = "server_error"
+    code: str | None = None
+    status: int = 500
+    param: str | None = None
+
+
+Chunk = Token | Finish | Error

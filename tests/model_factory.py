@@ -1,0 +1,100 @@
+"""Builds the tiny random-weight model the test suite runs on.
+
+A real mlx-lm llama (2 layers, hidden 64) saved with mlx-lm's own helpers, and a byte-level BPE
+tokenizer trained here with `tokenizers` on a small text, with a ChatML chat template in
+tokenizer_config.json. A few hundred KB, built in about a second, deterministic (fixed seed), so
+greedy outputs are repeatable across runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TINY_MODEL_ID = "salut-test/tiny-llama"
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_CORPUS = [
+    "Salut turns the machines on a LAN into one private inference cluster.",
+    "The quick brown fox jumps over the lazy dog. Hello world! How are you today?",
+    "Distributed inference splits a model across several machines in a network.",
+    "Numbers: 0 1 2 3 4 5 6 7 8 9 10 42 100 2026. Punctuation: , . ; : ! ? ( ) [ ] { }",
+    "def main():\n    print('hello')\n    return 0\n",
+    "Explain distributed inference in one sentence. Tokens stream one by one to the client.",
+]
+
+
+def _train_tokenizer(path: Path) -> int:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_CORPUS * 20, trainer=trainer)
+    tok.save(str(path / "tokenizer.json"))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "bos_token": None,
+                "eos_token": "<|im_end|>",
+                "pad_token": "<|endoftext|>",
+                "unk_token": None,
+                "model_max_length": 512,
+                "chat_template": CHATML_TEMPLATE,
+                "clean_up_tokenization_spaces": False,
+            },
+            indent=2,
+        )
+    )
+    (path / "special_tokens_map.json").write_text(
+        json.dumps({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
+    )
+    return tok.get_vocab_size()
+
+
+def build_tiny_model(path: Path, *, seed: int = 0) -> Path:
+    """Create the tiny model in `path` (created if missing) and return `path`."""
+    import mlx.core as mx
+    from mlx_lm.models import llama
+    from mlx_lm.utils import save_config, save_model
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = _train_tokenizer(path)
+    eos_id = json.loads((path / "tokenizer.json").read_text())["added_tokens"][2]["id"]
+    config = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": vocab,
+        "max_position_embeddings": 512,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "eos_token_id": eos_id,
+        "torch_dtype": "float32",
+    }
+    mx.random.seed(seed)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    # Random init gives near-uniform logits; scale embeddings up so greedy picks are decisive
+    # (stable across batch shapes) and sampled text differs clearly between seeds.
+    model.model.embed_tokens.weight = model.model.embed_tokens.weight * 3.0
+    mx.eval(model.parameters())
+    save_model(path, model)
+    save_config(config, config_path=path / "config.json")
+    return path
