@@ -81,3 +81,28 @@ class Error:
 
 
 Chunk = Token | Finish | Error
+
+
+class ModelError(Exception):
+    """A model cannot be used: unknown id (404 model_not_found), does not fit in memory
+    (507 insufficient_memory), not loaded, bad files... Raised by load/unload and resolution;
+    turned into an `Error` chunk or an OpenAI error body at the edges."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.type = type
+        self.param = param
+
+    def to_error(self) -> Error:
+        return Error(self.message, type=self.type, code=self.code, status=self.status, param=self.param)
