@@ -1,0 +1,169 @@
+"""Command line: `salut` (terminal UI), `salut serve` (headless), `salut import`, cluster commands.
+
+Everything here only parses arguments and builds a `Settings`; the node itself lives in node.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from salut_tui import __version__
+from salut_tui.config import ConfigError, Settings, find_config, load_settings
+
+log = logging.getLogger("salut")
+
+
+def _node_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    # On a sub-command, options default to SUPPRESS so they don't overwrite the same options
+    # given before the sub-command (`salut --port 1 serve`).
+    none: object = argparse.SUPPRESS if sub else None
+    parser.add_argument("--host", default=none, help="address to listen on (config: host, default 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=none, help="API port (config: port, default 7258)")
+    parser.add_argument("--config", metavar="FILE", default=none, help="salut.toml to use (else $SALUT_CONFIG, else the platform config dir)")
+    parser.add_argument("--data-dir", metavar="DIR", default=none, help="identity, trust store, models and state (config: data_dir)")
+    parser.add_argument("--name", default=none, help="node name shown to people and peers (config: node_name)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=argparse.SUPPRESS if sub else [],
+        metavar="ID_OR_PATH",
+        help="model to load at start (repeatable); a local model directory works too",
+    )
+    parser.add_argument("--mode", default=none, choices=["cluster", "client-only", "solo"], help="config: mode")
+    parser.add_argument("--api-key", default=none, help="require this bearer key on /v1 (config: api_key)")
+    parser.add_argument("--log-level", default=none, help="DEBUG, INFO, WARNING, ERROR (config: log_level)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="salut", description="A private LLM inference cluster from the machines on your LAN."
+    )
+    parser.add_argument("--version", action="version", version=f"salut {__version__}")
+    _node_options(parser)
+    parser.add_argument("--headless", action="store_true", help="same as `salut serve`")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run a headless node (API + engine, logs to stderr)")
+    _node_options(serve, sub=True)
+    imp = sub.add_parser("import", help="convert a llama-family GGUF file into a Salut model")
+    imp.add_argument("file", type=Path, metavar="FILE.gguf")
+    imp.add_argument("--id", required=True, dest="model_id", metavar="ORG/NAME")
+    imp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    imp.add_argument("--config", metavar="FILE")
+    imp.add_argument("--data-dir", metavar="DIR")
+    try:
+        from salut_tui.cluster.commands import add_cluster_subcommands
+    except ImportError:  # the cluster package is optional at import time for `salut --help`
+        pass
+    else:
+        add_cluster_subcommands(sub)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Path | None]:
+    """Config file (search order in config.py), then command-line overrides."""
+    path = find_config(getattr(args, "config", None))
+    settings = load_settings(path)
+    overrides = {
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "data_dir": getattr(args, "data_dir", None),
+        "node_name": getattr(args, "name", None),
+        "mode": getattr(args, "mode", None),
+        "api_key": getattr(args, "api_key", None),
+        "log_level": getattr(args, "log_level", None),
+    }
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(settings, key, value)
+    return settings, path
+
+
+def _preload_ids(node, models: list[str]) -> list[str] | None:
+    """`--model` values: ids, or directories registered as models under their path."""
+    if not models:
+        return None
+    ids = []
+    for value in models:
+        ids.append(node.registry.add_path(value) if Path(value).expanduser().is_dir() else value)
+    return ids
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(settings: Settings, config_path: Path | None, models: list[str]) -> int:
+    """Run a headless node until SIGINT/SIGTERM, then stop it cleanly."""
+    from salut_tui.blas import detect_active_blas
+    from salut_tui.node import Node
+
+    node = Node(settings, config_path=config_path)
+    log.info("BLAS in use: %s", detect_active_blas())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start(preload=_preload_ids(node, models))
+    except OSError as exc:
+        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror or exc)
+        await node.stop()
+        return 2
+    await stop.wait()
+    log.info("shutting down")
+    await node.stop()
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from salut_tui.engine.gguf_import import import_gguf
+
+    settings, _ = settings_from_args(args)
+    if "/" not in args.model_id:
+        print("salut import: --id must look like ORG/NAME", file=sys.stderr)
+        return 2
+    if not args.file.is_file():
+        print(f"salut import: {args.file}: no such file", file=sys.stderr)
+        return 2
+    out = settings.models_path().joinpath(*args.model_id.split("/", 1))
+
+    def progress(fraction: float, stage: str) -> None:
+        print(f"\r{fraction * 100:5.1f}% {stage:<40}", end="", file=sys.stderr, flush=True)
+
+    path = import_gguf(args.file, out, model_id=args.model_id, dtype=args.dtype, progress=progress)
+    print(f"\nimported {args.model_id} into {path}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from salut_tui.blas import maybe_reexec_with_fast_blas
+
+    maybe_reexec_with_fast_blas([sys.executable, "-m", "salut_tui", *argv])
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "import":
+            setup_logging("INFO")
+            return run_import(args)
+        if args.command not in (None, "serve"):
+            return int(args.func(args))
+        settings, config_path = settings_from_args(args)
+    except ConfigError as exc:
+        print(f"salut: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "serve" or args.headless:
+        setup_logging(settings.log_level)
+        return asyncio.run(serve(settings, config_path, args.model))
+    from salut_tui.ui.app import run_ui
+
+    return run_ui(settings, config_path, args.model)
