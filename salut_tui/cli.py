@@ -11,9 +11,13 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from salut_tui import __version__
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
+
+if TYPE_CHECKING:
+    from salut_tui.node import Node
 
 log = logging.getLogger("salut")
 
@@ -83,14 +87,16 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Path | None]
     return settings, path
 
 
-def _preload_ids(node, models: list[str]) -> list[str] | None:
-    """`--model` values: ids, or directories registered as models under their path."""
-    if not models:
-        return None
-    ids = []
-    for value in models:
-        ids.append(node.registry.add_path(value) if Path(value).expanduser().is_dir() else value)
-    return ids
+def preload_ids(node: Node, models: list[str]) -> list[str]:
+    """What a node loads at start: `--model` values (ids, or model directories registered under
+    their path), else the config's `preload`, else the default model when this node has it."""
+    if models:
+        return [node.registry.add_path(v) if Path(v).expanduser().is_dir() else v for v in models]
+    if node.settings.preload:
+        return list(node.settings.preload)
+    if node.engine is not None and node.registry.has(node.settings.default_model):
+        return [node.settings.default_model]
+    return []
 
 
 def setup_logging(level: str) -> None:
@@ -113,7 +119,7 @@ async def serve(settings: Settings, config_path: Path | None, models: list[str])
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await node.start(preload=_preload_ids(node, models))
+        await node.start(preload=preload_ids(node, models))
     except OSError as exc:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror or exc)
         await node.stop()

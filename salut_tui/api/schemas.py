@@ -1,0 +1,196 @@
+"""Request bodies of the OpenAI-compatible endpoints, validated with pydantic.
+
+Validation is strict on types (a string where a number belongs is a 400, not a silent cast) and
+lenient on presence: fields that clients send but Salut does not use (presence_penalty, user,
+tools, logit_bias, ...) are accepted and ignored. A body that fails becomes `RequestInvalid`,
+which names the offending field as the OpenAI `param`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from salut_tui.engine.types import GenerationRequest, SamplingParams
+
+MAX_STOP_SEQUENCES = 4
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class RequestInvalid(Exception):
+    """A request body that cannot be served; `param` names the field (None: the whole body)."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class TextPart(BaseModel):
+    """One part of a list-form message content. Only text parts carry meaning for Salut."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")  # name, tool_calls, tool_call_id, ...
+
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        """The content as one string; list content is its text parts joined in order."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text or "" for part in self.content if part.type == "text")
+
+    def as_template_message(self) -> dict:
+        # Chat templates know system/user/assistant/tool; "developer" is OpenAI's newer name
+        # for the system role and "function" the older name for tool results.
+        role = {"developer": "system", "function": "tool"}.get(self.role, self.role)
+        return {"role": role, "content": self.text()}
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class _SamplingBody(BaseModel):
+    """Fields shared by /v1/chat/completions and /v1/completions. None means "use the default"."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stream: bool | None = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream_options: StreamOptions | None = None
+    n: int | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
+        return value
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int | None) -> int | None:
+        if value is not None and value != 1:
+            raise ValueError("only n=1 is supported")
+        return value
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self.stream)
+
+    @property
+    def include_usage(self) -> bool:
+        return self.stream_options is not None and self.stream_options.include_usage
+
+    def model_or(self, default_model: str) -> str:
+        return self.model or default_model
+
+    def sampling(self) -> SamplingParams:
+        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        # max_completion_tokens is the newer name; when both are given it wins.
+        max_tokens = self.max_completion_tokens or self.max_tokens
+        return SamplingParams(
+            temperature=1.0 if self.temperature is None else self.temperature,
+            top_p=1.0 if self.top_p is None else self.top_p,
+            repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty,
+            max_tokens=max_tokens,
+            stop=tuple(s for s in stops if s),
+            seed=self.seed,
+        )
+
+
+class ChatCompletionBody(_SamplingBody):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    def to_request(self, default_model: str, client: str) -> GenerationRequest:
+        return GenerationRequest(
+            model=self.model_or(default_model),
+            messages=tuple(m.as_template_message() for m in self.messages),
+            sampling=self.sampling(),
+            client=client,
+        )
+
+
+class CompletionBody(_SamplingBody):
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("prompt must be a string or a list of exactly one string")
+        return value
+
+    def to_request(self, default_model: str, client: str) -> GenerationRequest:
+        prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+        return GenerationRequest(
+            model=self.model_or(default_model),
+            prompt=prompt,
+            sampling=self.sampling(),
+            client=client,
+        )
+
+
+def parse_body(model: type[BodyT], raw: bytes) -> BodyT:
+    """Validate a raw JSON body (strict types) or raise RequestInvalid naming the field."""
+    if not raw.strip():
+        raise RequestInvalid("The request body is empty; expected a JSON object.")
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _as_request_invalid(exc) from None
+
+
+def _as_request_invalid(exc: ValidationError) -> RequestInvalid:
+    error = exc.errors(include_url=False)[0]
+    if error["type"] == "json_invalid":
+        return RequestInvalid(f"The request body is not valid JSON: {error['msg']}")
+    if error["type"] == "model_type":
+        return RequestInvalid("The request body must be a JSON object.")
+    param = _param_name(error["loc"])
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        message = f"Missing required parameter: '{param}'."
+    else:
+        message = f"Invalid value for '{param}': {message}."
+    return RequestInvalid(message, param)
+
+
+def _param_name(loc: tuple[int | str, ...]) -> str:
+    """('messages', 0, 'role') -> 'messages[0].role'.
+
+    pydantic adds the member type of a union to the location (`str`, `list[TextPart]`); those
+    tags are not field names and are dropped.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif "[" in part or part in {"str", "int", "float", "bool", "none", "list", "dict"}:
+            continue
+        elif part[:1].isupper():  # a model class name used as a union tag
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
