@@ -37,7 +37,7 @@ class Settings(BaseModel):
 
     host: str = "0.0.0.0"
     """Address the API server listens on (0.0.0.0: every interface)."""
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     """Port of the OpenAI-compatible API (and of the peer link endpoint)."""
     api_key: str = ""
     """When not empty, every /v1 route needs `Authorization: Bearer <api_key>`."""

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -24,6 +25,9 @@ from salut_tui.engine.memory import memory_status
 from salut_tui.engine.registry import ModelRegistry
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Token
 from salut_tui.events import EventBus, StreamFinished, StreamStarted, StreamTokensReceived
+
+if TYPE_CHECKING:
+    from salut_tui.cluster.cluster import Cluster  # cluster plug-in
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +69,13 @@ class Node:
         self.engine: Engine | None = (
             None if settings.mode == "client-only" else Engine(settings, self.registry, self.events)
         )
-        self.cluster = None  # set up by the cluster package (see _start_cluster)
+        # ---- cluster plug-in (issue 4): identity, trust, discovery, peer links, proxying ----
+        self.cluster: Cluster | None = None
+        if settings.mode != "solo":
+            from salut_tui.cluster.cluster import Cluster
+
+            self.cluster = Cluster(self)
+        # ---- end cluster plug-in ----
         self.started_at = time.time()
         self.version = __version__
         self.port: int = settings.port
@@ -83,11 +93,15 @@ class Node:
         if self.engine is not None:
             await self.engine.start()
         app = create_app(self)
+        if self.cluster is not None:  # cluster plug-in: peer routes beside /v1
+            self.cluster.install(app)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
         await site.start()
         self.port = _bound_port(self._runner) or self.settings.port
+        if self.cluster is not None:  # cluster plug-in: needs the bound port to announce
+            await self.cluster.start()
         log.info("Salut %s serving the API on http://%s:%d/v1", __version__, self.settings.host, self.port)
         for model_id in preload if preload is not None else self.settings.preload:
             self._spawn(self._preload(model_id))
@@ -101,6 +115,8 @@ class Node:
             task.cancel()
         if self.engine is not None:
             await self.engine.stop()  # streams get their Finish before the server goes away
+        if self.cluster is not None:  # cluster plug-in: close links so their handlers return
+            await self.cluster.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -195,7 +211,13 @@ class Node:
 
     async def _route(self, request: GenerationRequest) -> tuple[str, AsyncIterator[Chunk]]:
         """Pick who serves the request: this node's engine, else a peer that holds the model."""
-        assert self.engine is not None or self.cluster is not None
+        if self.engine is None and self.cluster is None:
+            raise ModelError(
+                "this node runs in client-only mode without a cluster: nothing can serve requests",
+                status=503,
+                code="no_engine",
+                type="server_error",
+            )
         if self.engine is not None and self.engine.is_loaded(request.model):
             return "local", self.engine.generate(request)
         if self.cluster is not None:

@@ -187,10 +187,14 @@ def _param_name(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif "[" in part or part in {"str", "int", "float", "bool", "none", "list", "dict"}:
-            continue
-        elif part[:1].isupper():  # a model class name used as a union tag
-            continue
-        else:
+        elif not _is_union_tag(part):
             out += f".{part}" if out else part
     return out
+
+
+def _is_union_tag(part: str) -> bool:
+    # Tags name a type: `str`, `list[TextPart]`, or a model class (capitalised).
+    return "[" in part or part in _TYPE_TAGS or part[:1].isupper()
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "none", "list", "dict"})

@@ -1,0 +1,193 @@
+"""Thin request handlers: parse, ask the node, encode. The wire format lives in adapters.py.
+
+A generation's first chunk is awaited before any header is sent, so an error that happens before
+the first token (unknown model, queue full, prompt too long, no memory) is a proper HTTP error
+even for `stream: true`. Closing the node's chunk iterator (finally blocks below) cancels the
+generation, which is how a client that goes away stops the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING, cast
+
+from aiohttp import web
+
+from salut_tui.api.adapters import Completion, Dialect, StreamEncoder
+from salut_tui.api.errors import APIError, response_for_error_chunk
+from salut_tui.api.schemas import ChatCompletionBody, CompletionBody, parse_body
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, Token
+
+if TYPE_CHECKING:
+    from salut_tui.node import ModelInfo, Node
+
+log = logging.getLogger(__name__)
+
+NODE: web.AppKey[Node] = web.AppKey("salut_node")
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell reverse proxies (nginx) not to buffer the stream
+}
+
+routes = web.RouteTableDef()
+
+
+def _client_address(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return request.remote or ""
+
+
+def model_entry(model: ModelInfo, created: int) -> dict:
+    entry = {
+        "id": model.id,
+        "object": "model",
+        "created": created,
+        "owned_by": model.owned_by,
+        "loaded": model.loaded,
+        "nodes": list(model.nodes),
+    }
+    if model.size_bytes is not None:
+        entry["size_bytes"] = model.size_bytes
+    if model.memory_bytes is not None:
+        entry["memory_bytes"] = model.memory_bytes
+    return entry
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    info = node.self_info()
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": node.version,
+            "name": info["name"],
+            "mode": info["mode"],
+            "loaded_models": info["loaded_models"],
+            "requests_in_flight": info["requests_in_flight"],
+            "uptime": round(time.time() - node.started_at, 1),
+        }
+    )
+
+
+@routes.get("/v1/models")
+async def list_models(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    created = int(node.started_at)
+    data = [model_entry(m, created) for m in node.models()]
+    return web.json_response({"object": "list", "data": data})
+
+
+@routes.get("/v1/models/{model_id:.+}")
+async def get_model(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    model_id = request.match_info["model_id"]
+    for model in node.models():
+        if model.id == model_id:
+            return web.json_response(model_entry(model, int(node.started_at)))
+    raise APIError(
+        404, f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+    )
+
+
+@routes.get("/v1/cluster")
+async def cluster(request: web.Request) -> web.Response:
+    return web.json_response(request.app[NODE].cluster_info())
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = parse_body(ChatCompletionBody, await request.read())
+    node = request.app[NODE]
+    generation = body.to_request(node.settings.default_model, _client_address(request))
+    return await _serve(request, node, generation, "chat", body.streaming, body.include_usage)
+
+
+@routes.post("/v1/completions")
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = parse_body(CompletionBody, await request.read())
+    node = request.app[NODE]
+    generation = body.to_request(node.settings.default_model, _client_address(request))
+    return await _serve(request, node, generation, "text", body.streaming, body.include_usage)
+
+
+async def _serve(
+    request: web.Request,
+    node: Node,
+    generation: GenerationRequest,
+    dialect: Dialect,
+    stream: bool,
+    include_usage: bool,
+) -> web.StreamResponse:
+    completion = Completion.new(dialect, generation.model, generation.request_id)
+    # Node.generate is an async generator: closing it is what cancels the generation.
+    chunks = cast(AsyncGenerator[Chunk, None], node.generate(generation))
+    try:
+        first = await anext(chunks, None)
+        if first is None:
+            raise APIError(500, "The generation ended before producing anything.")
+        if isinstance(first, Error):
+            return response_for_error_chunk(first)
+        if stream:
+            return await _stream(request, completion, first, chunks, include_usage)
+        return await _collect(completion, first, chunks)
+    finally:
+        await chunks.aclose()  # cancels the generation if it is still running
+
+
+async def _collect(
+    completion: Completion, first: Chunk, chunks: AsyncIterator[Chunk]
+) -> web.Response:
+    parts: list[str] = []
+    chunk: Chunk | None = first
+    while chunk is not None:
+        if isinstance(chunk, Token):
+            parts.append(chunk.text)
+        elif isinstance(chunk, Finish):
+            return web.json_response(completion.response("".join(parts), chunk))
+        else:
+            return response_for_error_chunk(chunk)
+        chunk = await anext(chunks, None)
+    raise APIError(500, "The generation ended without a finish.")
+
+
+async def _stream(
+    request: web.Request,
+    completion: Completion,
+    first: Chunk,
+    chunks: AsyncIterator[Chunk],
+    include_usage: bool,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    encoder = StreamEncoder(completion, include_usage=include_usage)
+    try:
+        await response.write(encoder.opening() + encoder.encode(first))
+        async for chunk in chunks:
+            data = encoder.encode(chunk)
+            if data:
+                await response.write(data)  # one write per chunk: no buffering of tokens
+            if encoder.finished:
+                break
+        if not encoder.finished:
+            await response.write(encoder.error(Error("The generation ended without a finish.")))
+    except ConnectionResetError:
+        log.debug("client %s went away mid-stream", _client_address(request))
+        return response
+    except Exception as exc:
+        # Headers are sent: the only way left to report a failure is an SSE error event.
+        log.exception("generation failed mid-stream")
+        if not encoder.finished:
+            error = Error(f"The generation failed: {type(exc).__name__}")
+            try:
+                await response.write(encoder.error(error))
+            except ConnectionResetError:
+                return response
+    await response.write_eof()
+    return response

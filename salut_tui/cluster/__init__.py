@@ -1,0 +1,1 @@
+"""Discovery, the peer table and its health, authenticated peer links, routing and proxying."""

@@ -1,0 +1,320 @@
+"""The cluster side of a node: identity, trust, discovery, peer links, state exchange, and the
+routing hooks `Node` calls (`route`, `merge_models`, `info`). Built by `Node` unless the mode
+is solo.
+
+Links: every paired peer gets one link. Both ends dial when they have none; if two links cross,
+both ends keep the one dialled by the smaller node id, so they agree without talking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import web
+
+from salut_tui.cluster import routes
+from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
+from salut_tui.cluster.link import NotPaired, PeerLink, accept, dial
+from salut_tui.cluster.models import merge_models
+from salut_tui.cluster.peers import PeerRecord, PeerTable
+from salut_tui.cluster.proxy import GENERATE, forwarded, generate_remote, serve_generate
+from salut_tui.cluster.routing import choose_peers
+from salut_tui.engine.types import Chunk, GenerationRequest
+from salut_tui.events import PairingChanged, PeersChanged
+from salut_tui.pairing.identity import Identity, write_private_file
+from salut_tui.pairing.keys import CryptoFailure
+from salut_tui.pairing.service import PairingService
+from salut_tui.pairing.trust import TrustedPeer, TrustStore
+
+if TYPE_CHECKING:
+    from salut_tui.node import ModelInfo, Node
+
+log = logging.getLogger(__name__)
+
+DIAL_EVERY = 0.25  # how often the dialer looks for paired peers without a link
+MAX_BACKOFF = 2.0  # a returning peer is picked up within this
+
+
+class Cluster:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.settings = node.settings
+        data = self.settings.data_path()
+        data.mkdir(parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(data)
+        self.trust = TrustStore(data)
+        self.table = PeerTable()
+        for peer in self.trust.all():
+            self.table.upsert(peer.node_id, peer.name, peer.address, "trust").paired = True
+        self.pairing = PairingService(
+            self.identity,
+            self.trust,
+            name=self.name,
+            api_port=lambda: node.port,
+            on_change=lambda s: node.events.publish(PairingChanged(s["state"], s["detail"] or "")),
+            on_paired=self._paired,
+        )
+        self.control_token = secrets.token_urlsafe(24)
+        self._session: aiohttp.ClientSession | None = None
+        self._discovery: MdnsDiscovery | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._dialing: set[str] = set()
+        self._backoff: dict[str, tuple[float, float]] = {}  # node id -> (next try, delay)
+        self._links: set[PeerLink] = set()  # every live link, attached or not yet
+        self._stopping = False
+
+    @property
+    def node_id(self) -> str:
+        return self.identity.node_id
+
+    @property
+    def name(self) -> str:
+        return self.settings.display_name()
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def install(self, app: web.Application) -> None:
+        routes.install(app, self)
+
+    async def start(self) -> None:
+        data = self.settings.data_path()
+        host = self.settings.host if self.settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        token_line = f"{host} {self.node.port} {self.control_token}"
+        write_private_file(data / routes.CONTROL_TOKEN_FILE, token_line.encode())
+        self._session = aiohttp.ClientSession()
+        try:
+            self._discovery = MdnsDiscovery(
+                node_id=self.node_id, name=self.name, version=self.node.version, host=self.settings.host,
+                port=self.node.port, on_seen=self._seen, on_gone=self._gone,
+            )  # fmt: skip
+            await self._discovery.start()
+        except OSError as exc:  # no multicast here: listed peers still work
+            log.warning("zeroconf discovery unavailable (%s); using listed peers only", exc)
+            self._discovery = None
+        if self.settings.peers:
+            manual = ManualPeers(self.settings.peers, self._session, own_id=self.node_id, on_seen=self._seen, on_gone=self._gone)
+            self._spawn(manual.run())
+        self._spawn(self._dial_loop())
+        log.info("node id %s (%s), %d paired peer(s)", self.node_id, self.name, len(self.trust.all()))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in list(self._tasks):
+            task.cancel()
+        for link in list(self._links):
+            await link.close()
+        if self._discovery is not None:
+            await self._discovery.stop()
+        if self._session is not None:
+            await self._session.close()
+        (self.settings.data_path() / routes.CONTROL_TOKEN_FILE).unlink(missing_ok=True)
+
+    def _spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _changed(self, reason: str) -> None:
+        self.node.events.publish(PeersChanged(reason))
+
+    # ---- discovery -------------------------------------------------------------------------
+    def _seen(self, node_id: str, name: str, address: str, version: str, source: str) -> None:
+        known = self.table.get(node_id)
+        is_new = known is None or source not in known.sources
+        record = self.table.upsert(node_id, name, address, source, version)
+        if record.paired:
+            self.trust.update_address(node_id, address, name or None)
+            if not record.linked:
+                self._backoff.pop(node_id, None)  # it is back: dial now
+        if is_new:
+            self._changed(f"seen {record.name}")
+
+    def _gone(self, node_id: str, source: str) -> None:
+        if self.table.forget_source(node_id, source) is not None:
+            self._changed("lost")
+
+    # ---- links -----------------------------------------------------------------------------
+    async def _dial_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            for peer in self.trust.all():
+                record = self.table.get(peer.node_id)
+                if record is None or record.linked or peer.node_id in self._dialing:
+                    continue
+                if now >= self._backoff.get(peer.node_id, (0.0, 0.0))[0]:
+                    self._dialing.add(peer.node_id)
+                    self._spawn(self._dial(peer))
+            await asyncio.sleep(DIAL_EVERY)
+
+    async def _dial(self, peer: TrustedPeer) -> None:
+        assert self._session is not None
+        try:
+            ws, cipher = await asyncio.wait_for(dial(self._session, self.identity, peer), 5.0)
+        except (NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError) as exc:
+            self._dialing.discard(peer.node_id)
+            delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
+            self._backoff[peer.node_id] = (time.monotonic() + delay, delay)
+            record = self.table.get(peer.node_id)
+            if record is not None and not record.dial_failed and not record.linked:
+                record.dial_failed = True
+                log.info("peer %s unreachable at %s: %s", peer.name, peer.address, exc or type(exc).__name__)
+                self._changed(f"{peer.name} unreachable")
+            return
+        self._dialing.discard(peer.node_id)
+        self._backoff.pop(peer.node_id, None)
+        await self._run_link(self._make_link(ws, cipher, peer, initiator=True))
+
+    async def accept_link(self, ws: web.WebSocketResponse) -> None:
+        if self._stopping:
+            raise NotPaired("this node is stopping")
+        cipher, peer = await accept(ws, self.identity, self.trust)
+        await self._run_link(self._make_link(ws, cipher, peer, initiator=False))
+
+    def _make_link(self, ws, cipher, peer: TrustedPeer, *, initiator: bool) -> PeerLink:  # type: ignore[no-untyped-def]
+        def handler(method: str, body: dict) -> AsyncIterator[bytes]:
+            if method != GENERATE:
+                raise ValueError(f"unknown peer method {method!r}")
+            return serve_generate(self.node, peer.name, body)
+
+        return PeerLink(
+            ws, cipher, peer=peer, initiator=initiator, handler=handler, state=self.local_state,
+            on_state=self._on_state, on_notice=self._on_notice,
+        )  # fmt: skip
+
+    async def _run_link(self, link: PeerLink) -> None:
+        peer = link.peer
+        if self._stopping:
+            await link.close()
+            return
+        record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
+        record.paired = True
+        if record.linked and record.link is not None:
+            dialer = self.node_id if link.initiator else peer.node_id
+            if dialer != min(self.node_id, peer.node_id):
+                await link.close()  # the other end keeps the existing link too
+                return
+            await record.link.close()
+        record.link, record.dial_failed, record.last_seen = link, False, time.time()
+        self._changed(f"linked {peer.name}")
+        self._links.add(link)
+        try:
+            await link.run()
+        finally:
+            self._links.discard(link)
+            if record.link is link:
+                record.link, record.dial_failed, record.state = None, True, {}
+                self._backoff.pop(peer.node_id, None)
+                self._changed(f"{peer.name} unreachable")
+
+    def local_state(self) -> dict:
+        node = self.node
+        stats = node.stats()
+        return {
+            "mode": self.settings.mode,
+            "loaded_models": [m.id for m in node.local_models() if m.loaded],
+            "available_models": [m.id for m in node.local_models()],
+            "vram_total": stats.memory_total,
+            "vram_free": stats.memory_available,
+            "requests_in_flight": stats.in_flight,
+            "queued": stats.queued,
+            "tokens_per_second": round(stats.tokens_per_second, 2),
+        }
+
+    def _on_state(self, link: PeerLink, state: dict) -> None:
+        record = self.table.get(link.peer.node_id)
+        if record is None or record.link is not link:
+            return
+        was_ok = record.health == "ok"
+        changed = state.get("loaded_models") != record.state.get("loaded_models")
+        record.state, record.state_at, record.last_seen = state, time.monotonic(), time.time()
+        if changed or not was_ok:
+            self._changed(f"state {record.name}")
+
+    def _on_notice(self, link: PeerLink, body: dict) -> None:
+        if body.get("unpaired"):
+            log.info("peer %s unpaired this node", link.peer.name)
+            self._forget_trust(link.peer.node_id)
+            self._spawn(link.close())
+
+    def _paired(self, peer: TrustedPeer) -> None:
+        record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
+        record.paired, record.dial_failed = True, False
+        self._backoff.pop(peer.node_id, None)
+        self._changed(f"paired {peer.name}")
+
+    def _forget_trust(self, node_id: str) -> None:
+        self.trust.remove(node_id)
+        record = self.table.get(node_id)
+        if record is not None:
+            record.paired = False
+            self.table.forget_source(node_id, "trust")
+        self._changed("unpaired")
+
+    # ---- routing hooks (called by Node) ----------------------------------------------------
+    def route(self, request: GenerationRequest) -> tuple[str, AsyncIterator[Chunk]] | None:
+        if forwarded.get():
+            return None  # a peer sent this here to be served locally
+        by_id = {r.node_id: r for r in self.table.all()}
+        candidates = [c for r in by_id.values() if (c := r.candidate()) is not None]
+        local_can_load = self.node._local_can_serve(request.model)
+        chosen = [by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)]
+        if not chosen:
+            return None
+        getters = [(r.name, (lambda r=r: r.link)) for r in chosen]
+        return chosen[0].name, generate_remote(request, getters)
+
+    def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
+        healthy = [(r.name, r.state) for r in self.table.all() if r.paired and r.health == "ok"]
+        return merge_models(local, healthy)
+
+    def self_json(self) -> dict:
+        return {**self.node.self_info(), "id": self.node_id}
+
+    def info(self) -> dict:
+        return {"object": "cluster", "node": self.self_json(), "peers": [p.to_json() for p in self.table.all()]}
+
+    def hello(self) -> dict:
+        return {"id": self.node_id, "name": self.name, "version": self.node.version, "port": self.node.port}
+
+    # ---- what the UI and the control routes call --------------------------------------------
+    def peers(self) -> list[PeerRecord]:
+        return self.table.all()
+
+    def pairing_status(self) -> dict:
+        return self.pairing.status()
+
+    def create_pairing_code(self, ttl: float = 300.0) -> dict:
+        return self.pairing.create_code(ttl)
+
+    def cancel_pairing(self) -> None:
+        self.pairing.cancel()
+
+    async def join(self, address: str, code: str) -> TrustedPeer:
+        assert self._session is not None
+        if ":" not in address:  # a discovered peer picked by name or id
+            record = self.table.find(address)
+            if record is not None:
+                address = record.address
+        return await self.pairing.join(self._session, address, code)
+
+    async def unpair(self, peer_ref: str) -> TrustedPeer | None:
+        """Remove trust here and, when its link is up, tell the peer to drop us too."""
+        record = self.table.find(peer_ref)
+        trusted = self.trust.get(record.node_id) if record is not None else None
+        if record is None or trusted is None:
+            return None
+        link = record.link
+        if link is not None and not link.closed:
+            with contextlib.suppress(Exception):
+                await link.notice({"unpaired": True})
+        self._forget_trust(record.node_id)
+        if link is not None:
+            await link.close()
+        return trusted

@@ -1,0 +1,69 @@
+"""Peer link frames: a 5-byte header and a payload, sealed as one SecretBox message.
+
+Each direction has its own key and a message counter used as the nonce. The counter is never
+sent: the websocket delivers in order, so both ends know the next number, and a replayed,
+dropped, reordered or forged frame fails authentication and ends the link. Overhead per frame
+is 16 bytes of MAC plus the header.
+"""
+
+from __future__ import annotations
+
+import struct
+from enum import IntEnum
+
+from nacl.bindings import crypto_secretbox, crypto_secretbox_open
+from nacl.exceptions import CryptoError
+
+from salut_tui.pairing.keys import CryptoFailure
+
+_HEADER = struct.Struct(">BI")
+
+
+class Kind(IntEnum):
+    OPEN = 1  # start a stream: JSON {"method": ..., "body": ...}
+    DATA = 2  # one payload on a stream
+    END = 3  # the stream finished normally
+    ERROR = 4  # the stream failed: JSON {"message", "type", "code", "status"}
+    CANCEL = 5  # the opener gave up on the stream
+    PING = 6  # stream 0: payload echoed back in a PONG
+    PONG = 7
+    STATE = 8  # stream 0: the sender's node state (JSON), about once a second
+    NOTICE = 9  # stream 0: one-off JSON notices ({"unpaired": true})
+
+
+def encode(kind: Kind, stream: int, payload: bytes = b"") -> bytes:
+    return _HEADER.pack(kind, stream) + payload
+
+
+def decode(frame: bytes) -> tuple[Kind, int, bytes]:
+    if len(frame) < _HEADER.size:
+        raise CryptoFailure("short frame")
+    kind, stream = _HEADER.unpack_from(frame)
+    try:
+        return Kind(kind), stream, frame[_HEADER.size :]
+    except ValueError as exc:
+        raise CryptoFailure(f"unknown frame kind {kind}") from exc
+
+
+class FrameCipher:
+    """Seals outgoing and opens incoming frames with per-direction keys and counters."""
+
+    def __init__(self, send_key: bytes, receive_key: bytes) -> None:
+        self._send_key = send_key
+        self._receive_key = receive_key
+        self._sent = 0
+        self._received = 0
+
+    def seal(self, plaintext: bytes) -> bytes:
+        nonce = self._sent.to_bytes(24, "little")
+        self._sent += 1
+        return crypto_secretbox(plaintext, nonce, self._send_key)
+
+    def open(self, ciphertext: bytes) -> bytes:
+        nonce = self._received.to_bytes(24, "little")
+        try:
+            plaintext = crypto_secretbox_open(ciphertext, nonce, self._receive_key)
+        except (CryptoError, ValueError) as exc:
+            raise CryptoFailure("frame failed authentication (forged, replayed or reordered)") from exc
+        self._received += 1
+        return plaintext

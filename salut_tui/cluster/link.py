@@ -1,0 +1,281 @@
+"""A persistent, authenticated, encrypted websocket to one paired peer, multiplexing streams.
+
+Either end may open streams (the dialer uses odd ids, the acceptor even ones, as HTTP/2 does).
+A stream is a method name and a JSON body, answered by any number of DATA payloads and an END
+or an ERROR; closing it early sends CANCEL, which cancels the handler on the other side. Stream
+0 carries PING/PONG (round-trip time, liveness) and the ~1/s STATE broadcast. A link that has
+received nothing for `DEAD_AFTER` seconds closes itself, which fails its open streams at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from salut_tui.cluster.frames import FrameCipher, Kind, decode, encode
+from salut_tui.cluster.handshake import (
+    INITIATOR,
+    RESPONDER,
+    link_transcript,
+    new_ephemeral,
+    session_keys,
+    sign_transcript,
+    verify_transcript,
+)
+from salut_tui.pairing.identity import Identity
+from salut_tui.pairing.keys import CryptoFailure
+from salut_tui.pairing.trust import TrustedPeer, TrustStore
+
+log = logging.getLogger(__name__)
+
+LINK_PATH = "/salut/link"
+TICK = 1.0  # seconds between PING + STATE
+DEAD_AFTER = 3.0  # silence after which the peer counts as gone
+HANDSHAKE_TIMEOUT = 5.0
+MAX_FRAME = 64 * 1024 * 1024
+
+Handler = Callable[[str, dict], AsyncIterator[bytes]]
+_END = object()
+
+
+class LinkLost(Exception):
+    """The link closed while a stream was open."""
+
+
+class NotPaired(Exception):
+    """The other side is not (or no longer) in the trust store."""
+
+
+class RemoteError(Exception):
+    def __init__(self, body: dict) -> None:
+        super().__init__(body.get("message", "peer error"))
+        self.body = body
+
+
+class Stream:
+    """The opener's end of a stream: iterate payloads; `aclose` cancels it on the peer."""
+
+    def __init__(self, link: PeerLink, stream_id: int) -> None:
+        self.link = link
+        self.id = stream_id
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.done = False
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.done:
+            raise StopAsyncIteration
+        item = await self.queue.get()
+        if isinstance(item, bytes):
+            return item
+        self.done = True
+        self.link._streams.pop(self.id, None)
+        if item is _END:
+            raise StopAsyncIteration
+        raise item
+
+    async def aclose(self) -> None:
+        if not self.done:
+            self.done = True
+            self.link._streams.pop(self.id, None)
+            with contextlib.suppress(LinkLost, ConnectionError, RuntimeError):
+                await self.link.send(Kind.CANCEL, self.id)
+
+
+class PeerLink:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        cipher: FrameCipher,
+        *,
+        peer: TrustedPeer,
+        initiator: bool,
+        handler: Handler,
+        state: Callable[[], dict],
+        on_state: Callable[[PeerLink, dict], None],
+        on_notice: Callable[[PeerLink, dict], None],
+    ) -> None:
+        self.ws = ws
+        self.peer = peer
+        self.initiator = initiator
+        self.rtt: float | None = None
+        self.last_received = time.monotonic()
+        self._cipher = cipher
+        self._handler = handler
+        self._state = state
+        self._on_state = on_state
+        self._on_notice = on_notice
+        self._ids = itertools.count(1 if initiator else 2, 2)
+        self._streams: dict[int, Stream] = {}
+        self._serving: dict[int, asyncio.Task] = {}
+        self._send_lock = asyncio.Lock()
+        self.closed = False
+
+    # ---- sending -------------------------------------------------------------------------
+    async def send(self, kind: Kind, stream_id: int, payload: bytes = b"") -> None:
+        # The lock keeps seal order (the nonce counter) equal to wire order.
+        async with self._send_lock:
+            if self.closed or self.ws.closed:
+                raise LinkLost(f"link to {self.peer.name} is closed")
+            await self.ws.send_bytes(self._cipher.seal(encode(kind, stream_id, payload)))
+
+    async def open(self, method: str, body: dict) -> Stream:
+        stream = Stream(self, next(self._ids))
+        self._streams[stream.id] = stream
+        await self.send(Kind.OPEN, stream.id, json.dumps({"method": method, "body": body}).encode())
+        return stream
+
+    async def request(self, method: str, body: dict) -> Any:
+        """A unary call: open a stream and return its single JSON payload."""
+        stream = await self.open(method, body)
+        try:
+            async for payload in stream:
+                return json.loads(payload)
+        finally:
+            await stream.aclose()
+        raise RemoteError({"message": f"{method}: empty answer"})
+
+    async def notice(self, body: dict) -> None:
+        await self.send(Kind.NOTICE, 0, json.dumps(body).encode())
+
+    # ---- receiving -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Read frames until the link ends; then fail open streams and stop served ones."""
+        ticker = asyncio.get_running_loop().create_task(self._tick())
+        try:
+            async for msg in self.ws:
+                if msg.type is not aiohttp.WSMsgType.BINARY:
+                    break
+                self.last_received = time.monotonic()
+                kind, stream_id, payload = decode(self._cipher.open(msg.data))
+                await self._dispatch(kind, stream_id, payload)
+        except CryptoFailure as exc:
+            log.warning("link to %s: %s", self.peer.name, exc)
+        finally:
+            ticker.cancel()
+            await self.close()
+
+    async def _dispatch(self, kind: Kind, stream_id: int, payload: bytes) -> None:
+        if kind is Kind.OPEN:
+            request = json.loads(payload)
+            task = asyncio.get_running_loop().create_task(self._serve(stream_id, request["method"], request["body"]))
+            self._serving[stream_id] = task
+            task.add_done_callback(lambda _t, sid=stream_id: self._serving.pop(sid, None))
+        elif kind in (Kind.DATA, Kind.END, Kind.ERROR):
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                item = payload if kind is Kind.DATA else _END if kind is Kind.END else RemoteError(json.loads(payload))
+                stream.queue.put_nowait(item)
+        elif kind is Kind.CANCEL:
+            task = self._serving.pop(stream_id, None)
+            if task is not None:
+                task.cancel()
+        elif kind is Kind.PING:
+            await self.send(Kind.PONG, 0, payload)
+        elif kind is Kind.PONG:
+            (sent,) = struct.unpack(">d", payload)
+            self.rtt = time.perf_counter() - sent
+        elif kind is Kind.STATE:
+            self._on_state(self, json.loads(payload))
+        elif kind is Kind.NOTICE:
+            self._on_notice(self, json.loads(payload))
+
+    async def _serve(self, stream_id: int, method: str, body: dict) -> None:
+        try:
+            async for payload in self._handler(method, body):
+                await self.send(Kind.DATA, stream_id, payload)
+            await self.send(Kind.END, stream_id)
+        except (LinkLost, ConnectionError):
+            pass
+        except Exception as exc:  # the peer gets the failure as an ERROR frame, not a hang
+            log.exception("peer request %s failed", method)
+            error = {"message": str(exc), "type": "server_error", "code": "peer_error", "status": 500}
+            with contextlib.suppress(LinkLost, ConnectionError):
+                await self.send(Kind.ERROR, stream_id, json.dumps(error).encode())
+
+    async def _tick(self) -> None:
+        with contextlib.suppress(LinkLost, ConnectionError, RuntimeError):
+            while not self.closed:
+                await self.send(Kind.PING, 0, struct.pack(">d", time.perf_counter()))
+                await self.send(Kind.STATE, 0, json.dumps(self._state()).encode())
+                await asyncio.sleep(TICK)
+                if time.monotonic() - self.last_received > DEAD_AFTER:
+                    log.warning("peer %s silent for %.0f s: closing its link", self.peer.name, DEAD_AFTER)
+                    await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for stream in list(self._streams.values()):
+            stream.queue.put_nowait(LinkLost(f"peer {self.peer.name} went away"))
+        self._streams.clear()
+        for task in list(self._serving.values()):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), 1.0)
+
+
+# ---- handshakes ------------------------------------------------------------------------------
+async def _receive_json(ws: Any) -> dict:
+    msg = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+    if msg.type is not aiohttp.WSMsgType.TEXT:
+        raise NotPaired("link closed during the handshake")
+    body = json.loads(msg.data)
+    if "error" in body:
+        raise NotPaired(str(body["error"]))
+    return body
+
+
+async def accept(ws: web.WebSocketResponse, identity: Identity, trust: TrustStore) -> tuple[FrameCipher, TrustedPeer]:
+    """Responder side. Anyone not in the trust store is turned away after the first message."""
+    first = await _receive_json(ws)
+    peer = trust.get(str(first.get("node_id")))
+    if peer is None or first.get("to") != identity.node_id:
+        await ws.send_json({"error": "not_paired"})
+        raise NotPaired(f"link attempt from unpaired node {first.get('node_id')}")
+    their_eph = bytes.fromhex(first["eph"])
+    eph = new_ephemeral()
+    mine = bytes(eph.public_key)
+    transcript = link_transcript(peer.node_id, identity.node_id, their_eph, mine)
+    signature = sign_transcript(identity, RESPONDER, transcript)
+    await ws.send_json({"node_id": identity.node_id, "eph": mine.hex(), "sig": signature.hex()})
+    third = await _receive_json(ws)
+    verify_transcript(peer.key_bytes, INITIATOR, transcript, bytes.fromhex(third["sig"]))
+    keys = session_keys(eph, their_eph, transcript, RESPONDER)
+    return FrameCipher(keys.send, keys.receive), peer
+
+
+async def dial(session: aiohttp.ClientSession, identity: Identity, peer: TrustedPeer) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher]:
+    """Initiator side: connect to a paired peer and prove who we both are."""
+    ws = await session.ws_connect(
+        f"http://{peer.address}{LINK_PATH}", max_msg_size=MAX_FRAME, timeout=aiohttp.ClientWSTimeout(ws_close=1.0)
+    )
+    try:
+        eph = new_ephemeral()
+        mine = bytes(eph.public_key)
+        await ws.send_json({"node_id": identity.node_id, "to": peer.node_id, "eph": mine.hex()})
+        second = await _receive_json(ws)
+        if second.get("node_id") != peer.node_id:
+            raise NotPaired(f"{peer.address} is not {peer.name} any more")
+        their_eph = bytes.fromhex(second["eph"])
+        transcript = link_transcript(identity.node_id, peer.node_id, mine, their_eph)
+        verify_transcript(peer.key_bytes, RESPONDER, transcript, bytes.fromhex(second["sig"]))
+        await ws.send_json({"sig": sign_transcript(identity, INITIATOR, transcript).hex()})
+        keys = session_keys(eph, their_eph, transcript, INITIATOR)
+        return ws, FrameCipher(keys.send, keys.receive)
+    except BaseException:
+        await ws.close()
+        raise

@@ -1,0 +1,115 @@
+"""The peer table: every node this one knows about (discovered, listed, or paired) and its
+health, as GET /v1/cluster and the Peers screen show it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from salut_tui.cluster.link import PeerLink
+from salut_tui.cluster.routing import Candidate
+
+STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer is "unreachable"
+
+
+@dataclass
+class PeerRecord:
+    node_id: str
+    name: str
+    address: str  # host:port of its API and peer endpoint
+    version: str = ""
+    paired: bool = False
+    sources: set[str] = field(default_factory=set)  # "mdns", "manual", "trust"
+    link: PeerLink | None = None
+    dial_failed: bool = False  # the last attempt to reach it failed
+    last_seen: float | None = None  # wall time of the last sign of life
+    state: dict = field(default_factory=dict)  # its latest STATE message
+    state_at: float = 0.0  # monotonic time of that message
+
+    @property
+    def linked(self) -> bool:
+        return self.link is not None and not self.link.closed
+
+    @property
+    def health(self) -> str:
+        if not self.paired:
+            return "discovered" if self.sources - {"trust"} else "unknown"
+        if self.linked and time.monotonic() - self.state_at < STATE_STALE_AFTER:
+            return "ok"
+        if self.linked or not self.dial_failed:
+            return "connecting"
+        return "unreachable"
+
+    def candidate(self) -> Candidate | None:
+        if not self.paired or self.health != "ok":
+            return None
+        s = self.state
+        return Candidate(
+            self.node_id,
+            frozenset(s.get("loaded_models", ())),
+            frozenset(s.get("available_models", ())),
+            int(s.get("requests_in_flight", 0)) + int(s.get("queued", 0)),
+            self.link.rtt if self.link else None,
+        )
+
+    def to_json(self) -> dict:
+        s = self.state if self.health == "ok" else {}
+        rtt = self.link.rtt if self.linked and self.link else None
+        return {
+            "id": self.node_id,
+            "name": self.name,
+            "address": self.address,
+            "version": self.version,
+            "paired": self.paired,
+            "health": self.health,
+            "last_seen": round(self.last_seen, 3) if self.last_seen else None,
+            "latency_ms": round(rtt * 1000, 2) if rtt is not None else None,
+            "vram_total": s.get("vram_total"),
+            "vram_free": s.get("vram_free"),
+            "loaded_models": list(s.get("loaded_models", [])),
+            "available_models": list(s.get("available_models", [])),
+            "requests_in_flight": s.get("requests_in_flight", 0),
+            "tokens_per_second": s.get("tokens_per_second", 0.0),
+            "mode": s.get("mode"),
+            "discovered_by": sorted(self.sources),
+        }
+
+
+class PeerTable:
+    def __init__(self) -> None:
+        self._peers: dict[str, PeerRecord] = {}
+
+    def get(self, node_id: str) -> PeerRecord | None:
+        return self._peers.get(node_id)
+
+    def all(self) -> list[PeerRecord]:
+        return sorted(self._peers.values(), key=lambda p: (not p.paired, p.name, p.node_id))
+
+    def upsert(self, node_id: str, name: str, address: str, source: str, version: str = "") -> PeerRecord:
+        record = self._peers.get(node_id)
+        if record is None:
+            record = self._peers[node_id] = PeerRecord(node_id, name, address)
+        record.name = name or record.name
+        record.address = address or record.address
+        record.version = version or record.version
+        record.sources.add(source)
+        if source != "trust":
+            record.last_seen = time.time()
+        return record
+
+    def forget_source(self, node_id: str, source: str) -> PeerRecord | None:
+        """A discovery source lost the node; drop it entirely when nothing else knows it."""
+        record = self._peers.get(node_id)
+        if record is None:
+            return None
+        record.sources.discard(source)
+        if not record.sources and not record.paired and not record.linked:
+            del self._peers[node_id]
+        return record
+
+    def find(self, text: str) -> PeerRecord | None:
+        """A peer by exact id, unique id prefix, or exact name (for `salut unpair PEER`)."""
+        if text in self._peers:
+            return self._peers[text]
+        matches = [p for p in self._peers.values() if p.node_id.startswith(text) or p.name == text]
+        return matches[0] if len(matches) == 1 else None

@@ -1,0 +1,97 @@
+"""Proxying generations over peer links, both ends.
+
+Requester: open a "generate" stream on the best peer's link and relay chunks as they arrive.
+If that peer fails before the first token (link down, or an error such as "not loaded after
+all"), try the next candidate. After the first token the stream belongs to that peer: if its
+link dies the client gets an Error chunk at once (the link's liveness check bounds this to a
+few seconds even when no TCP reset arrives). Closing the iterator cancels the peer's work.
+
+Server: run the request through this node's `Node.generate`, marked as forwarded so that it is
+served here and never bounced on to a third node.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
+from salut_tui.cluster.wire import (
+    chunk_from_bytes,
+    chunk_to_bytes,
+    request_from_json,
+    request_to_json,
+)
+from salut_tui.engine.types import Chunk, Error, GenerationRequest, Token
+
+if TYPE_CHECKING:
+    from salut_tui.node import Node
+
+GENERATE = "generate"
+forwarded: contextvars.ContextVar[bool] = contextvars.ContextVar("salut_forwarded", default=False)
+
+
+async def generate_remote(
+    request: GenerationRequest, candidates: list[tuple[str, Callable[[], PeerLink | None]]]
+) -> AsyncIterator[Chunk]:
+    """Chunks for `request` from the first candidate (name, link getter) that starts it."""
+    body = request_to_json(request)
+    last_error: Error | None = None
+    for name, get_link in candidates:
+        link = get_link()
+        if link is None or link.closed:
+            continue
+        started = False
+        try:
+            stream = await link.open(GENERATE, body)
+        except (LinkLost, ConnectionError):
+            continue
+        try:
+            async for payload in stream:
+                chunk = chunk_from_bytes(payload)
+                if not started and isinstance(chunk, Error):
+                    last_error = chunk  # failed before the first token: try the next peer
+                    break
+                started = started or isinstance(chunk, Token)
+                yield chunk
+            else:
+                return
+        except (LinkLost, ConnectionError):
+            if started:
+                yield Error(f"peer '{name}' went away in the middle of the response", code="peer_unreachable", status=502)
+                return
+            last_error = Error(f"peer '{name}' is unreachable", code="peer_unreachable", status=502)
+        except RemoteError as exc:
+            error = _error_from(exc.body)
+            if started:
+                yield error
+                return
+            last_error = error
+        finally:
+            await stream.aclose()
+    yield last_error or Error(
+        f"no peer could serve the model '{request.model}'", code="peer_unreachable", status=503
+    )
+
+
+def _error_from(body: dict) -> Error:
+    return Error(
+        str(body.get("message", "peer error")),
+        type=str(body.get("type", "server_error")),
+        code=body.get("code"),
+        status=int(body.get("status", 502)),
+    )
+
+
+async def serve_generate(node: Node, peer_name: str, body: dict) -> AsyncIterator[bytes]:
+    """The peer side of a proxied request: this node's own engine only."""
+    forwarded.set(True)  # this stream's task has its own context, so only this request sees it
+    request = replace(request_from_json(body), client=f"peer {peer_name}")
+    chunks = node.generate(request)
+    try:
+        async for chunk in chunks:
+            yield chunk_to_bytes(chunk)
+    finally:
+        await chunks.aclose()  # a CANCEL from the requester lands here and stops the engine

@@ -1,0 +1,57 @@
+"""JSON forms of generation requests and chunks as they cross a peer link (pure)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from salut_tui.engine.types import (
+    Chunk,
+    Error,
+    Finish,
+    GenerationRequest,
+    SamplingParams,
+    Token,
+    Usage,
+)
+
+
+def request_to_json(request: GenerationRequest) -> dict:
+    body = asdict(request)
+    body["sampling"]["stop"] = list(request.sampling.stop)
+    if request.messages is not None:
+        body["messages"] = list(request.messages)
+    return body
+
+
+def request_from_json(body: dict) -> GenerationRequest:
+    sampling = dict(body.get("sampling") or {})
+    sampling["stop"] = tuple(sampling.get("stop") or ())
+    messages = body.get("messages")
+    return GenerationRequest(
+        model=str(body["model"]),
+        messages=tuple(messages) if messages is not None else None,
+        prompt=body.get("prompt"),
+        sampling=SamplingParams(**sampling),
+        request_id=str(body["request_id"]),
+        client=str(body.get("client", "")),
+    )
+
+
+def chunk_to_bytes(chunk: Chunk) -> bytes:
+    if isinstance(chunk, Token):
+        body: dict = {"t": chunk.text, "i": chunk.token_id}
+    elif isinstance(chunk, Finish):
+        body = {"f": chunk.reason, "p": chunk.usage.prompt_tokens, "c": chunk.usage.completion_tokens}
+    else:
+        body = {"e": asdict(chunk)}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def chunk_from_bytes(data: bytes) -> Chunk:
+    body = json.loads(data)
+    if "t" in body:
+        return Token(body["t"], body.get("i"))
+    if "f" in body:
+        return Finish(body["f"], Usage(body["p"], body["c"]))
+    return Error(**body["e"])

@@ -1,0 +1,245 @@
+"""The engine as the asyncio side sees it: an async facade over the MLX thread.
+
+`generate` turns a request into an async stream of chunks; `load`/`unload` manage models and
+publish their events on the node's EventBus. All MLX work happens in `Worker`'s thread; this module
+only keeps the bookkeeping the loop needs (which streams are queued or in flight, which models are
+loaded) and moves values between the two sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from salut_tui.config import Settings
+from salut_tui.engine.loader import LoadedModelInfo
+from salut_tui.engine.memory import estimate_model_bytes, memory_status
+from salut_tui.engine.registry import ModelRegistry
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Usage
+from salut_tui.engine.worker import STARTED, Worker
+from salut_tui.events import (
+    EventBus,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelLoadProgressed,
+    ModelLoadStarted,
+    ModelUnloaded,
+)
+
+__all__ = ["Engine", "LoadedModelInfo"]
+
+log = logging.getLogger(__name__)
+
+GIB = 1024**3
+RATE_WINDOW_S = 3.0  # tokens_per_second averages over this many seconds
+
+
+class _Stream:
+    """One generation as the loop tracks it, from submit until the thread's last word on it."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.started = False  # decoding began (else it waits in the queue)
+        self.closed = False  # the consumer left; the thread has been told to cancel
+
+    def __call__(self, item: Any) -> None:
+        if item is STARTED:
+            self.started = True
+        if not self.closed:
+            self.queue.put_nowait(item)
+
+
+class Engine:
+    def __init__(self, settings: Settings, registry: ModelRegistry, events: EventBus) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.events = events
+        self._worker: Worker | None = None
+        self._stopped = False
+        self._streams: dict[int, _Stream] = {}
+        self._keys = itertools.count(1)
+        self._models: dict[str, LoadedModelInfo] = {}
+        self._loading: dict[str, asyncio.Task[LoadedModelInfo]] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._worker is None:
+            self._worker = Worker(self.settings, asyncio.get_running_loop())
+            self._worker.start()
+
+    async def stop(self) -> None:
+        """End every stream with Finish("cancelled"), then end and join the MLX thread."""
+        if self._worker is None or self._stopped:
+            return
+        self._stopped = True
+        self._worker.stop()
+        await asyncio.to_thread(self._worker.join)
+        await asyncio.sleep(0)  # let the thread's last deliveries (the finishes) run
+        for stream in list(self._streams.values()):
+            stream(Finish("cancelled", Usage(0, 0)))
+        self._streams.clear()
+        self._models.clear()
+
+    # ---- generation --------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Chunks of one generation, ending with exactly one Finish or Error. Never raises."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            yield refusal
+            return
+        assert self._worker is not None
+        stream = _Stream(next(self._keys))
+        self._streams[stream.key] = stream
+        self._worker.submit(stream.key, request, self._sink(stream))
+        try:
+            while True:
+                item = await stream.queue.get()
+                if item is STARTED:
+                    continue
+                yield item
+                if isinstance(item, Finish | Error):
+                    return
+        finally:
+            if stream.key in self._streams:
+                # The consumer left early: stop the work in the thread. The stream stays counted
+                # until the thread confirms, so in_flight tells the truth about the thread.
+                stream.closed = True
+                self._worker.cancel(stream.key)
+
+    def _refusal(self, request: GenerationRequest) -> Error | None:
+        if self._worker is None or self._stopped:
+            return Error("the engine is not running", code="engine_stopped", status=503)
+        if not self.is_loaded(request.model):
+            return Error(
+                f"The model '{request.model}' is not loaded on this node",
+                "invalid_request_error",
+                "model_not_found",
+                404,
+                "model",
+            )
+        if self.queued >= self.settings.max_queue:
+            return Error(
+                f"the engine queue is full ({self.settings.max_queue} requests waiting); retry shortly",
+                "server_error",
+                "queue_full",
+                503,
+            )
+        return None
+
+    def _sink(self, stream: _Stream):
+        def sink(item: Any) -> None:
+            stream(item)
+            if isinstance(item, Finish | Error):
+                self._streams.pop(stream.key, None)
+
+        return sink
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for s in self._streams.values() if not s.started)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(1 for s in self._streams.values() if s.started)
+
+    @property
+    def tokens_decoded(self) -> int:
+        """Tokens the MLX thread has decoded since start (all requests)."""
+        return self._worker.tokens_decoded if self._worker else 0
+
+    def tokens_per_second(self) -> float:
+        if self._worker is None:
+            return 0.0
+        now = time.perf_counter()
+        with self._worker.steps_lock:
+            recent = [s for s in self._worker.steps if s[0] >= now - RATE_WINDOW_S]
+        if not recent:
+            return 0.0
+        first_began = recent[0][0] - recent[0][1]
+        return sum(s[2] for s in recent) / max(now - first_began, 1e-3)
+
+    def tokenizer_for(self, model_id: str) -> Any:
+        """The loaded model's tokenizer (for counting tokens), or None."""
+        return self._worker.tokenizer(model_id) if self._worker else None
+
+    # ---- models ------------------------------------------------------------------------
+    def loaded(self) -> list[LoadedModelInfo]:
+        return list(self._models.values())
+
+    def is_loaded(self, model_id: str) -> bool:
+        return model_id in self._models
+
+    async def load(self, model_id: str, *, force: bool = False) -> LoadedModelInfo:
+        if model_id in self._models:
+            return self._models[model_id]
+        task = self._loading.get(model_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(model_id, force))
+            self._loading[model_id] = task
+            task.add_done_callback(lambda _: self._loading.pop(model_id, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, model_id: str, force: bool) -> LoadedModelInfo:
+        if self._worker is None or self._stopped:
+            raise ModelError("the engine is not running", status=503, code="engine_stopped")
+        self.events.publish(ModelLoadStarted(model_id))
+        try:
+            # Resolving may convert the bundled default model (seconds): keep the loop free.
+            path = await asyncio.to_thread(self.registry.resolve, model_id)
+            self._check_fits(model_id, estimate_model_bytes(path), force)
+            loop = asyncio.get_running_loop()
+
+            def progress(fraction: float, stage: str) -> None:
+                event = ModelLoadProgressed(model_id, fraction, stage)
+                loop.call_soon_threadsafe(self.events.publish, event)
+
+            info = await asyncio.wrap_future(self._worker.load(model_id, path, progress))
+        except ModelError as exc:
+            self.events.publish(ModelLoadFailed(model_id, exc.message))
+            raise
+        except Exception as exc:
+            log.exception("loading %s failed", model_id)
+            self.events.publish(ModelLoadFailed(model_id, str(exc)))
+            raise ModelError(
+                f"could not load the model '{model_id}': {exc}",
+                status=500,
+                code="model_load_failed",
+                type="server_error",
+                param="model",
+            ) from exc
+        self._models[model_id] = info
+        self.events.publish(ModelLoaded(model_id, info.memory_bytes))
+        log.info("loaded %s (%.1f MB, context %d)", model_id, info.memory_bytes / 1e6, info.context_length)
+        return info
+
+    def _check_fits(self, model_id: str, needed: int, force: bool) -> None:
+        memory = memory_status()
+        budget = memory.available - int(self.settings.memory_headroom_gb * GIB)
+        if needed > budget and not force:
+            raise ModelError(
+                f"the model '{model_id}' needs about {needed / GIB:.2f} GiB but only "
+                f"{max(budget, 0) / GIB:.2f} GiB is free after keeping "
+                f"{self.settings.memory_headroom_gb:g} GiB headroom; unload a model or force the load",
+                status=507,
+                code="insufficient_memory",
+                type="server_error",
+                param="model",
+            )
+
+    async def unload(self, model_id: str) -> None:
+        if model_id not in self._models or self._worker is None:
+            raise ModelError(
+                f"The model '{model_id}' is not loaded on this node",
+                status=404,
+                code="model_not_found",
+                param="model",
+            )
+        del self._models[model_id]  # new requests are refused from now on
+        await asyncio.wrap_future(self._worker.unload(model_id))
+        self.events.publish(ModelUnloaded(model_id))
+        log.info("unloaded %s", model_id)

@@ -1,0 +1,354 @@
+"""The one thread that owns MLX: loads models, batches requests, decodes, detokenizes.
+
+Commands arrive on a thread-safe queue (submit, cancel, load, unload, stop). Each loaded model has
+one mlx-lm `BatchGenerator`, so every request on a model is prefilled and decoded in the same
+batch; one loop turn drains the commands and advances every busy generator by one step. A cancel is
+therefore applied before the next decode step. What the thread produces (token text, finishes,
+errors, progress) goes back to the asyncio loop with `loop.call_soon_threadsafe`, batched once per
+step; exceptions travel as values (Error chunks, failed futures), never across threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+
+from salut_tui.config import Settings
+from salut_tui.engine.loader import LoadedModel, Progress, load_with_progress
+from salut_tui.engine.prompt import encode_request
+from salut_tui.engine.sampling import build_logits_processors, build_sampler
+from salut_tui.engine.stops import StopMatcher, normalize_stops
+from salut_tui.engine.types import Error, Finish, GenerationRequest, ModelError, Token, Usage
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[Any], None]  # receives chunks on the loop thread
+
+
+class Started:
+    """Sent to a sink when its prompt is processed and decoding begins (queued -> in flight)."""
+
+
+STARTED = Started()
+
+
+@dataclass
+class _Active:
+    key: int
+    request: GenerationRequest
+    sink: Sink
+    model_id: str
+    uid: int
+    prompt_tokens: int
+    detokenizer: Any
+    stops: StopMatcher
+    completion_tokens: int = 0
+    started: bool = False
+
+
+@dataclass
+class _Model:
+    loaded: LoadedModel
+    generator: BatchGenerator
+    by_uid: dict[int, _Active] = field(default_factory=dict)
+
+
+class Worker:
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self._loop = loop
+        self._commands: queue.SimpleQueue[tuple[str, tuple]] = queue.SimpleQueue()
+        self._models: dict[str, _Model] = {}
+        self._by_key: dict[int, _Active] = {}
+        self._outbox: list[tuple[Sink, Any]] = []
+        self._thread = threading.Thread(target=self._run, name="salut-mlx", daemon=True)
+        self._running = True
+        # Read from the loop thread: an int (atomic under the GIL) and a deque behind a lock.
+        self.tokens_decoded = 0
+        self.steps: deque[tuple[float, float, int]] = deque(maxlen=4096)  # (end, duration, tokens)
+        self.steps_lock = threading.Lock()
+
+    # ---- called from the loop thread ---------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def submit(self, key: int, request: GenerationRequest, sink: Sink) -> None:
+        self._commands.put(("submit", (key, request, sink)))
+
+    def cancel(self, key: int) -> None:
+        self._commands.put(("cancel", (key,)))
+
+    def load(self, model_id: str, path: Path, progress: Progress) -> Future:
+        done: Future = Future()
+        self._commands.put(("load", (model_id, path, progress, done)))
+        return done
+
+    def unload(self, model_id: str) -> Future:
+        done: Future = Future()
+        self._commands.put(("unload", (model_id, done)))
+        return done
+
+    def stop(self) -> None:
+        self._commands.put(("stop", ()))
+
+    def tokenizer(self, model_id: str) -> Any:
+        model = self._models.get(model_id)
+        return model.loaded.tokenizer if model else None
+
+    # ---- the thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        while self._running:
+            block = not self._by_key
+            try:
+                while self._running:
+                    name, args = self._commands.get(block=block)
+                    self._handle(name, args)
+                    block = False
+            except queue.Empty:
+                pass
+            self._step_all()
+            self._flush()
+        self._refuse_leftovers()
+        self._flush()
+
+    def _handle(self, name: str, args: tuple) -> None:
+        handler = getattr(self, "_" + name)
+        try:
+            handler(*args)
+        except Exception as exc:  # a bug must not kill the thread that every request needs
+            log.exception("engine command %s failed", name)
+            if name == "submit":
+                self._emit(args[2], Error(f"internal error: {exc}", code="internal_error"))
+            elif name in ("load", "unload") and not args[-1].done():
+                args[-1].set_exception(exc)
+
+    def _refuse_leftovers(self) -> None:
+        """Commands that arrived after stop: nothing may wait forever on them."""
+        stopped = ModelError("the engine stopped", status=503, code="engine_stopped")
+        while True:
+            try:
+                name, args = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "submit":
+                self._emit(args[2], Finish("cancelled", Usage(0, 0)))
+            elif name in ("load", "unload"):
+                args[-1].set_exception(stopped)
+
+    def _step_all(self) -> None:
+        # A method of its own so that no frame of the long-lived loop keeps a model referenced
+        # (an unloaded model must be freed as soon as it is dropped).
+        for model_id, model in list(self._models.items()):
+            if model.by_uid:
+                self._step(model_id, model)
+
+    def _emit(self, sink: Sink, item: Any) -> None:
+        self._outbox.append((sink, item))
+
+    def _flush(self) -> None:
+        if self._outbox:
+            batch, self._outbox = self._outbox, []
+            self._loop.call_soon_threadsafe(_deliver, batch)
+
+    def _finish(self, active: _Active, final: Finish | Error) -> None:
+        self._by_key.pop(active.key, None)
+        model = self._models.get(active.model_id)
+        if model is not None:
+            model.by_uid.pop(active.uid, None)
+        self._emit(active.sink, final)
+
+    def _submit(self, key: int, request: GenerationRequest, sink: Sink) -> None:
+        model = self._models.get(request.model)
+        if model is None:
+            self._emit(sink, _not_loaded(request.model))
+            return
+        info = model.loaded.info
+        try:
+            prompt = encode_request(model.loaded.tokenizer, request)
+        except ModelError as exc:
+            self._emit(sink, exc.to_error())
+            return
+        if not prompt:
+            self._emit(sink, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt"))
+            return
+        if len(prompt) >= info.context_length:
+            self._emit(sink, _too_long(len(prompt), info.context_length, request))
+            return
+        wanted = request.sampling.max_tokens or self.settings.default_max_tokens
+        max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
+        (uid,) = model.generator.insert(
+            [prompt],
+            max_tokens=[max_tokens],
+            samplers=[build_sampler(request.sampling)],
+            logits_processors=[build_logits_processors(request.sampling)],
+        )
+        active = _Active(
+            key, request, sink, request.model, uid, len(prompt),
+            model.loaded.tokenizer.detokenizer, StopMatcher(normalize_stops(request.sampling.stop)),
+        )  # fmt: skip
+        model.by_uid[uid] = active
+        self._by_key[key] = active
+
+    def _cancel(self, key: int) -> None:
+        active = self._by_key.get(key)
+        if active is None:
+            return  # already finished
+        model = self._models.get(active.model_id)
+        if model is not None:
+            model.generator.remove([active.uid])
+        self._finish(active, Finish("cancelled", _usage(active)))
+
+    def _step(self, model_id: str, model: _Model) -> None:
+        try:
+            self._advance(model)
+        except Exception as exc:  # an MLX failure ends this model's requests, not the thread
+            log.exception("generation failed on %s", model_id)
+            self._reset_generator(model, Error(f"generation failed: {exc}", code="generation_failed"))
+
+    def _advance(self, model: _Model) -> None:
+        began = time.perf_counter()
+        prompt_responses, generation_responses = model.generator.next()
+        for response in prompt_responses:
+            active = model.by_uid.get(response.uid)
+            if active is not None and response.end_of_prompt and not active.started:
+                active.started = True
+                self._emit(active.sink, STARTED)
+        produced = 0
+        for response in generation_responses:
+            active = model.by_uid.get(response.uid)
+            if active is None:
+                continue
+            produced += 1
+            if not active.started:
+                active.started = True
+                self._emit(active.sink, STARTED)
+            self._on_token(model, active, response.token, response.finish_reason)
+        if produced:
+            self.tokens_decoded += produced
+            now = time.perf_counter()
+            with self.steps_lock:
+                self.steps.append((now, now - began, produced))
+
+    def _on_token(self, model: _Model, active: _Active, token: int, reason: str | None) -> None:
+        detok = active.detokenizer
+        if reason == "stop":  # an end-of-sequence token: not part of the text
+            detok.finalize()
+            tail = active.stops.feed(detok.last_segment)
+            text = tail.text + active.stops.flush()
+            if text:
+                self._emit(active.sink, Token(text))
+            self._finish(active, Finish("stop", _usage(active)))
+            return
+        active.completion_tokens += 1
+        detok.add_token(token)
+        if reason == "length":
+            detok.finalize()
+        step = active.stops.feed(detok.last_segment)
+        if step.stopped:
+            self._emit(active.sink, Token(step.text, token))
+            if reason is None:
+                model.generator.remove([active.uid])
+            self._finish(active, Finish("stop", _usage(active)))
+        elif reason == "length":
+            self._emit(active.sink, Token(step.text + active.stops.flush(), token))
+            self._finish(active, Finish("length", _usage(active)))
+        else:
+            self._emit(active.sink, Token(step.text, token))
+
+    def _reset_generator(self, model: _Model, final: Error) -> None:
+        for active in list(model.by_uid.values()):
+            self._finish(active, final)
+        model.generator.close()
+        model.generator = self._new_generator(model.loaded)
+
+    def _new_generator(self, loaded: LoadedModel) -> BatchGenerator:
+        batch = self.settings.max_batch_size
+        return BatchGenerator(
+            loaded.model,
+            stop_tokens=[[t] for t in loaded.tokenizer.eos_token_ids],
+            completion_batch_size=batch,
+            prefill_batch_size=min(8, batch),
+        )
+
+    def _load(self, model_id: str, path: Path, progress: Progress, done: Future) -> None:
+        if model_id in self._models:
+            done.set_result(self._models[model_id].loaded.info)
+            return
+        try:
+            loaded = load_with_progress(model_id, path, progress)
+            self._models[model_id] = _Model(loaded, self._new_generator(loaded))
+        except Exception as exc:  # handed to the awaiting coroutine, never raised in the thread
+            gc.collect()
+            mx.clear_cache()
+            done.set_exception(exc)
+            return
+        done.set_result(loaded.info)
+
+    def _unload(self, model_id: str, done: Future) -> None:
+        model = self._models.pop(model_id, None)
+        if model is not None:
+            gone = Error(f"the model '{model_id}' was unloaded", code="model_unloaded", status=503)
+            for active in list(model.by_uid.values()):
+                self._by_key.pop(active.key, None)
+                self._emit(active.sink, gone)
+            model.generator.close()
+            del model
+            gc.collect()
+            mx.clear_cache()
+        done.set_result(None)
+
+    def _stop(self) -> None:
+        for active in list(self._by_key.values()):
+            self._finish(active, Finish("cancelled", _usage(active)))
+        for model in self._models.values():
+            model.generator.close()
+        self._models.clear()
+        gc.collect()
+        mx.clear_cache()
+        self._running = False
+
+
+def _deliver(batch: list[tuple[Sink, Any]]) -> None:
+    for sink, item in batch:
+        sink(item)
+
+
+def _usage(active: _Active) -> Usage:
+    return Usage(active.prompt_tokens, active.completion_tokens)
+
+
+def _not_loaded(model_id: str) -> Error:
+    return Error(
+        f"The model '{model_id}' is not loaded on this node",
+        "invalid_request_error",
+        "model_not_found",
+        404,
+        "model",
+    )
+
+
+def _too_long(prompt_tokens: int, context: int, request: GenerationRequest) -> Error:
+    return Error(
+        f"This model's maximum context length is {context} tokens, but the prompt has "
+        f"{prompt_tokens} tokens (no room left for the completion)",
+        "invalid_request_error",
+        "context_length_exceeded",
+        400,
+        "messages" if request.messages is not None else "prompt",
+    )

@@ -1,0 +1,1 @@
+"""The Salut terminal UI (Textual). Nothing outside this package imports Textual."""

@@ -1,0 +1,227 @@
+"""`SalutApp`: the node's terminal UI, running on the same asyncio loop as the node.
+
+The app starts the node in `on_mount` (API server + engine thread, on this loop) and stops it on
+the way out, so quitting ends in-flight streams with a proper finish and unloads the models.
+Screens are Textual modes: each is created once and keeps its state while others are shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
+from salut_tui.ui.bridge import EventBridge, UILogHandler
+from salut_tui.ui.format import Figures
+from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
+from salut_tui.ui.screens.base import NodeScreen
+from salut_tui.ui.screens.chat import ChatScreen
+from salut_tui.ui.screens.logs import LogsScreen
+from salut_tui.ui.screens.models import ModelsScreen
+from salut_tui.ui.screens.overview import OverviewScreen
+from salut_tui.ui.screens.pairing import PairingScreen
+from salut_tui.ui.screens.peers import PeersScreen
+from salut_tui.ui.screens.settings import SettingsScreen
+from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.state import LEVELS, UIState
+from salut_tui.ui.themes import load_theme_files, theme_dirs
+
+if TYPE_CHECKING:
+    from salut_tui.config import Settings
+    from salut_tui.node import Node
+
+log = logging.getLogger(__name__)
+
+# (mode, key, title) in the order they appear in the footer and the command palette.
+SCREENS: tuple[tuple[str, str, str], ...] = (
+    ("overview", "1", "Overview"),
+    ("models", "2", "Models"),
+    ("streams", "3", "Streams"),
+    ("chat", "4", "Chat"),
+    ("peers", "5", "Peers"),
+    ("pairing", "6", "Pairing"),
+    ("settings", "7", "Settings"),
+    ("logs", "8", "Logs"),
+)
+
+
+class SalutApp(App[int]):
+    """The terminal UI of one node. `SalutApp(node)` with a node that is not started yet."""
+
+    TITLE = "Salut"
+    CSS_PATH = "salut.tcss"
+    MODES = {
+        "overview": OverviewScreen,
+        "models": ModelsScreen,
+        "streams": StreamsScreen,
+        "chat": ChatScreen,
+        "peers": PeersScreen,
+        "pairing": PairingScreen,
+        "settings": SettingsScreen,
+        "logs": LogsScreen,
+    }
+    BINDINGS = [
+        *(Binding(key, f"show('{mode}')", title, id=mode) for mode, key, title in SCREENS),
+        # F1..F8 reach the screens even while a text field has the focus.
+        *(
+            Binding(f"f{n}", f"show('{mode}')", title, show=False, priority=True)
+            for n, (mode, _key, title) in enumerate(SCREENS, start=1)
+        ),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        preload: list[str] | None = None,
+        mask_volatile: bool = False,
+        start_node: bool = True,
+    ) -> None:
+        super().__init__()
+        self.node = node
+        self.state = UIState()
+        self.figures = Figures(mask_volatile)
+        self._preload = preload
+        self._start_node = start_node
+        self._bridge = EventBridge(self, self.state)
+        self._unsubscribe = None
+        self._log_handler: UILogHandler | None = None
+        self.theme_names: list[str] = []
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    async def on_mount(self) -> None:
+        self._install_themes()
+        self._install_log_handler()
+        self._unsubscribe = self.node.events.subscribe(self._bridge.on_event)
+        await self.switch_mode("overview")
+        self.set_interval(1.0, self._tick)
+        if not self._start_node:
+            return
+        try:
+            await self.node.start(preload=self._preload)
+        except OSError as exc:
+            where = f"{self.node.settings.host}:{self.node.settings.port}"
+            self.exit(2, message=f"salut: cannot listen on {where}: {exc.strerror or exc}")
+
+    async def on_unmount(self) -> None:
+        await self.node.stop()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+
+    async def action_quit(self) -> None:
+        """Finish in-flight streams and unload models before the screen goes away."""
+        self.notify("Stopping: finishing streams and unloading models…", timeout=10)
+        await self.node.stop()
+        self.exit(0)
+
+    def _install_themes(self) -> None:
+        settings = self.node.settings
+        for theme in load_theme_files(theme_dirs(settings, self.node.config_path)):
+            self.register_theme(theme)
+        self.theme_names = sorted(self.available_themes)
+        if settings.theme in self.available_themes:
+            self.theme = settings.theme
+        else:
+            log.warning("theme %r not found; using the built-in look", settings.theme)
+
+    def _install_log_handler(self) -> None:
+        self._log_handler = UILogHandler(self.post_message)
+        root = logging.getLogger()
+        root.addHandler(self._log_handler)
+        wanted = LEVELS.get(self.node.settings.log_level.upper(), logging.INFO)
+        package = logging.getLogger("salut_tui")
+        if package.getEffectiveLevel() > wanted:
+            package.setLevel(wanted)
+
+    # ---- navigation --------------------------------------------------------------------
+    async def action_show(self, mode: str) -> None:
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for mode, key, title in SCREENS:
+            yield SystemCommand(
+                f"Show {title}", f"Open the {title} screen (key {key})", self._shower(mode)
+            )
+        if isinstance(screen, NodeScreen):
+            yield from screen.commands()
+        yield from super().get_system_commands(screen)
+
+    def _shower(self, mode: str):
+        async def show() -> None:
+            await self.action_show(mode)
+
+        return show
+
+    # ---- node events -------------------------------------------------------------------
+    def on_node_changed(self, message: NodeChanged) -> None:
+        self._bridge.handled(message.topic)
+        screen = self.screen
+        if isinstance(screen, NodeScreen) and message.topic in screen.TOPICS:
+            screen.redraw({message.topic})
+
+    def on_node_notice(self, message: NodeNotice) -> None:
+        event = message.event
+        if isinstance(event, ModelLoaded):
+            self.notify(f"Loaded {event.model_id}", timeout=4)
+        elif isinstance(event, ModelLoadFailed):
+            self.notify(f"Could not load {event.model_id}: {event.message}", severity="error", timeout=10)
+        elif isinstance(event, ModelUnloaded):
+            self.notify(f"Unloaded {event.model_id}", timeout=4)
+
+    def on_log_posted(self, message: LogPosted) -> None:
+        self.state.logs.append(message.entry)
+        screen = self.screen
+        if isinstance(screen, LogsScreen):
+            screen.append(message.entry)
+
+    def _tick(self) -> None:
+        """Once a second: the title bar figures and whatever the current screen counts."""
+        screen = self.screen
+        if isinstance(screen, NodeScreen):
+            self.draw_title(screen)
+            screen.tick()
+
+    def draw_title(self, screen: NodeScreen) -> None:
+        stats = self.node.stats()
+        rate = self.figures.rate(stats.tokens_per_second)
+        screen.update_title(f"{stats.in_flight} in flight · {rate} tok/s")
+
+
+async def run_app(app: SalutApp) -> int:
+    """Run the app; stop the node on this loop whatever way the app ends."""
+    try:
+        await app.run_async()
+    finally:
+        await app.node.stop()
+    return app.return_code or 0
+
+
+def run_ui(settings: Settings, config_path: Path | None, models: list[str] | None = None) -> int:
+    """Entry point of `salut` (no sub-command): build the node and run its UI until quit."""
+    from salut_tui.cli import preload_ids
+    from salut_tui.node import Node
+
+    node = Node(settings, config_path=config_path)
+    app = SalutApp(node, preload=preload_ids(node, list(models or [])))
+    # Stream handlers set up for headless use would write over the screen while the app runs.
+    root = logging.getLogger()
+    terminal_handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    for handler in terminal_handlers:
+        root.removeHandler(handler)
+    try:
+        return asyncio.run(run_app(app))
+    finally:
+        for handler in terminal_handlers:
+            root.addHandler(handler)

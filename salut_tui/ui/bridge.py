@@ -1,0 +1,75 @@
+"""Node events and log records into the UI: update the state, then post at most one message.
+
+`EventBus` calls `on_event` synchronously on the loop thread, once per generated token, while
+the engine is waiting to hand over the next one. So the callback does a constant amount of work
+and never touches a widget; the screens redraw from `UIState` when the app handles the message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from textual.app import App
+
+from salut_tui.events import (
+    Event,
+    ModelLoaded,
+    ModelLoadFailed,
+    ModelUnloaded,
+    PairingChanged,
+    PeersChanged,
+)
+from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
+from salut_tui.ui.state import LogEntry, UIState
+
+
+class EventBridge:
+    """Subscribed to `node.events` for the app's lifetime."""
+
+    def __init__(self, app: App, state: UIState) -> None:
+        self._app = app
+        self._state = state
+        self._pending: set[str] = set()
+
+    def on_event(self, event: Event) -> None:
+        if self._state.streams.apply(event):
+            self._changed("streams")
+        elif self._state.models.apply(event):
+            self._changed("models")
+            if isinstance(event, ModelLoaded | ModelLoadFailed | ModelUnloaded):
+                self._app.post_message(NodeNotice(event))
+        elif isinstance(event, PeersChanged):
+            self._changed("peers")
+        elif isinstance(event, PairingChanged):
+            self._state.pairing = event
+            self._changed("pairing")
+
+    def _changed(self, topic: str) -> None:
+        if topic not in self._pending:
+            self._pending.add(topic)
+            self._app.post_message(NodeChanged(topic))
+
+    def handled(self, topic: str) -> None:
+        """The app has read the state for this topic; the next change posts again."""
+        self._pending.discard(topic)
+
+
+class UILogHandler(logging.Handler):
+    """Forwards log records to the app; `post_message` is safe from the engine thread."""
+
+    def __init__(self, post: Callable[[LogPosted], object], level: int = logging.DEBUG) -> None:
+        super().__init__(level)
+        self._post = post
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                # One line for the cause; a traceback does not belong on the screen.
+                exc = record.exc_info[1]
+                message = f"{message}: {type(exc).__name__}: {exc}"
+            entry = LogEntry(record.created, record.levelno, record.levelname, record.name, message)
+            self._post(LogPosted(entry))
+        except Exception:
+            self.handleError(record)

@@ -1,0 +1,75 @@
+"""What every Salut screen shares: a title line, a key hint line, and redraw hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, ClassVar
+
+from textual.app import ComposeResult, SystemCommand
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+if TYPE_CHECKING:
+    from salut_tui.node import Node
+    from salut_tui.ui.app import SalutApp
+    from salut_tui.ui.format import Figures
+    from salut_tui.ui.state import UIState
+
+
+class NodeScreen(Screen):
+    """A screen that draws from the node and the UI state.
+
+    `redraw(topics)` is called by the app when a topic it listens to changed while the screen
+    is shown, and with every topic when the screen comes back into view.
+    """
+
+    SCREEN_TITLE: ClassVar[str] = ""
+    HINT: ClassVar[str] = ""
+    TOPICS: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def salut(self) -> SalutApp:
+        return self.app  # type: ignore[return-value]
+
+    @property
+    def node(self) -> Node:
+        return self.salut.node
+
+    @property
+    def state(self) -> UIState:
+        return self.salut.state
+
+    @property
+    def figures(self) -> Figures:
+        return self.salut.figures
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.SCREEN_TITLE, id="title-bar")
+        yield from self.compose_body()
+        if self.HINT:
+            yield Static(self.HINT, id="hint")
+        # The palette key is on the title bar: at 80 columns the footer holds the screens.
+        yield Footer(compact=True, show_command_palette=False)
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def on_screen_resume(self) -> None:
+        self.salut.draw_title(self)
+        self.redraw(set(self.TOPICS))
+
+    def redraw(self, topics: set[str]) -> None:
+        """Refresh the widgets that show these topics; the default screen shows none."""
+
+    def tick(self) -> None:
+        """Called once a second while the screen is shown (uptime, rates)."""
+
+    def commands(self) -> Iterable[SystemCommand]:
+        """This screen's actions for the command palette."""
+        return ()
+
+    def update_title(self, status: str) -> None:
+        name = self.node.settings.display_name()
+        left = f" Salut · {name} · {self.SCREEN_TITLE}"
+        for bar in self.query("#title-bar").results(Static):  # none while shutting down
+            bar.update(f"{left}   {status}   ^p commands")

@@ -1,0 +1,94 @@
+"""Overview: this node, its loaded models, what it is serving now, and its peers."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Static
+
+from salut_tui.ui.format import one_line
+from salut_tui.ui.screens.base import NodeScreen
+
+
+class OverviewScreen(NodeScreen):
+    SCREEN_TITLE = "Overview"
+    TOPICS = frozenset({"streams", "models", "peers"})
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="overview"):
+            with Horizontal(id="overview-top"):
+                yield Static(id="node-card", classes="card")
+                yield Static(id="activity-card", classes="card")
+            with Vertical(classes="card", id="models-card"):
+                yield Static("Loaded models", classes="card-title")
+                yield Static(id="loaded-models")
+            with Vertical(classes="card", id="peers-card"):
+                yield Static("Peers", classes="card-title")
+                yield Static(id="peers-summary")
+
+    def on_mount(self) -> None:
+        self.query_one("#node-card").border_title = "This node"
+        self.query_one("#activity-card").border_title = "Now"
+
+    def redraw(self, topics: set[str]) -> None:
+        self._draw_node()
+        if topics & {"streams", "models"}:
+            self._draw_activity()
+            self._draw_models()
+        if "peers" in topics:
+            self._draw_peers()
+
+    def tick(self) -> None:
+        self._draw_node()
+        self._draw_activity()
+
+    def _draw_node(self) -> None:
+        node, fig = self.node, self.figures
+        settings = node.settings
+        stats = node.stats()
+        used = stats.memory_total - stats.memory_available
+        key = "set" if settings.api_key else "not set (open to the LAN)"
+        lines = [
+            f"[b]Name[/]     {settings.display_name()}",
+            f"[b]Address[/]  {settings.host}:{fig.volatile(str(node.port))}",
+            f"[b]API key[/]  {key}",
+            f"[b]Mode[/]     {settings.mode}",
+            f"[b]Uptime[/]   {fig.duration(stats.uptime)}",
+            f"[b]Memory[/]   {fig.bytes(used, volatile=True)} used, "
+            f"{fig.bytes(stats.memory_available, volatile=True)} free",
+        ]
+        self.query_one("#node-card", Static).update("\n".join(lines))
+
+    def _draw_activity(self) -> None:
+        stats = self.node.stats()
+        history = self.state.streams.records
+        lines = [
+            f"[b]In flight[/]  {stats.in_flight}",
+            f"[b]Queued[/]     {stats.queued}",
+            f"[b]Tokens/s[/]   {self.figures.rate(stats.tokens_per_second)}",
+            f"[b]Streams[/]    {len(history)} seen (3 to view)",
+        ]
+        for model_id, load in self.state.models.active():
+            lines.append(f"Loading {one_line(model_id, 24)} {load.fraction * 100:.0f}%")
+        self.query_one("#activity-card", Static).update("\n".join(lines))
+
+    def _draw_models(self) -> None:
+        loaded = [m for m in self.node.local_models() if m.loaded]
+        if not loaded:
+            text = "[dim]No model loaded. Press 2 for Models to load one.[/]"
+        else:
+            text = "\n".join(
+                f"● {m.id}  [dim]{self.figures.bytes(m.memory_bytes)}[/]" for m in loaded
+            )
+        self.query_one("#loaded-models", Static).update(text)
+
+    def _draw_peers(self) -> None:
+        peers = self.node.cluster_info().get("peers", [])
+        if not peers:
+            text = "[dim]No peers. Press 5 for Peers, 6 to pair a machine.[/]"
+        else:
+            text = "\n".join(
+                f"{p.get('name', '?')}  {p.get('address', '')}  {p.get('health', '')}"
+                for p in peers
+            )
+        self.query_one("#peers-summary", Static).update(text)

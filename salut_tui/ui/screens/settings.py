@@ -1,0 +1,189 @@
+"""Settings: edit the node's salut.toml from the UI; say which changes need a restart.
+
+Only the fields changed here are written, on top of what the file already says, so options
+given on the command line for this run (a port, a data dir) do not leak into the file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Button, Input, Label, Select, SelectionList, Static
+
+from salut_tui.config import (
+    ConfigError,
+    Settings,
+    default_config_path,
+    load_settings,
+    parse_settings,
+    save_settings,
+)
+from salut_tui.ui.screens.base import NodeScreen
+
+# The server is already bound to these; everything else applies at once.
+RESTART_KEYS = ("host", "port")
+
+
+class SettingsScreen(NodeScreen):
+    SCREEN_TITLE = "Settings"
+    HINT = "ctrl+s save · tab next field · escape leave a field"
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", show=False, priority=True),
+        Binding("escape", "leave_field", "Leave field", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._initial: dict[str, Any] = {}
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="settings"):
+            yield from self._row("Node name", Input(id="set-node_name", compact=True, placeholder="the host name"))
+            yield from self._row("Host", Input(id="set-host", compact=True))
+            yield from self._row("Port", Input(id="set-port", compact=True, type="integer"))
+            with Horizontal(classes="setting-row"):
+                yield Label("API key", classes="setting-label")
+                yield Input(id="set-api_key", compact=True, password=True, placeholder="none: open to the LAN")
+            with Horizontal(classes="setting-row buttons"):
+                yield Label("", classes="setting-label")
+                yield Button("Generate", id="key-generate", compact=True)
+                yield Button("Show", id="key-show", compact=True)
+                yield Button("Clear", id="key-clear", compact=True)
+            models = self._model_choices()
+            yield from self._row(
+                "Default model",
+                Select(models, id="set-default_model", compact=True, allow_blank=False),
+            )
+            themes = [(t, t) for t in self.salut.theme_names]
+            yield from self._row(
+                "Theme", Select(themes, id="set-theme", compact=True, allow_blank=False)
+            )
+            yield Label("Preload at start", classes="setting-label")
+            yield SelectionList[str](id="set-preload")
+            with Horizontal(classes="setting-row buttons"):
+                yield Button("Save (ctrl+s)", id="settings-save", variant="primary", compact=True)
+            yield Static("", id="settings-status")
+
+    @staticmethod
+    def _row(label: str, widget) -> ComposeResult:
+        with Horizontal(classes="setting-row"):
+            yield Label(label, classes="setting-label")
+            yield widget
+
+    def on_mount(self) -> None:
+        self.load_form()
+
+    def commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Save settings", "Write salut.toml", self.action_save)
+        yield SystemCommand("Generate API key", "Make a new random API key", self._generate_key)
+
+    # ---- form <-> settings -------------------------------------------------------------
+    def _model_choices(self) -> list[tuple[str, str]]:
+        ids = [self.node.settings.default_model, *(m.id for m in self.node.local_models())]
+        return [(i, i) for i in dict.fromkeys(ids)]
+
+    def load_form(self) -> None:
+        settings = self.node.settings
+        self.query_one("#set-node_name", Input).value = settings.node_name
+        self.query_one("#set-host", Input).value = settings.host
+        self.query_one("#set-port", Input).value = str(self.node.settings.port)
+        self.query_one("#set-api_key", Input).value = settings.api_key
+        models = [m.id for m in self.node.local_models()]
+        model_select = self.query_one("#set-default_model", Select)
+        model_select.set_options(self._model_choices())
+        model_select.value = settings.default_model
+        if settings.theme in self.salut.theme_names:
+            self.query_one("#set-theme", Select).value = settings.theme
+        preload = self.query_one("#set-preload", SelectionList)
+        preload.clear_options()
+        for model_id in dict.fromkeys([*settings.preload, *models]):
+            preload.add_option((model_id, model_id, model_id in settings.preload))
+        self._initial = self.form_values()
+
+    def form_values(self) -> dict[str, Any]:
+        port_text = self.query_one("#set-port", Input).value.strip()
+        return {
+            "node_name": self.query_one("#set-node_name", Input).value.strip(),
+            "host": self.query_one("#set-host", Input).value.strip(),
+            "port": int(port_text) if port_text.lstrip("-").isdigit() else port_text,
+            "api_key": self.query_one("#set-api_key", Input).value.strip(),
+            "default_model": self.query_one("#set-default_model", Select).value,
+            "theme": self.query_one("#set-theme", Select).value,
+            "preload": list(self.query_one("#set-preload", SelectionList).selected),
+        }
+
+    def config_path(self) -> Path:
+        return self.node.config_path or default_config_path()
+
+    def action_save(self) -> None:
+        values = self.form_values()
+        changed = {k: v for k, v in values.items() if v != self._initial.get(k) and v is not Select.BLANK}
+        if not changed:
+            self.show_status("Nothing changed.")
+            return
+        path = self.config_path()
+        try:
+            on_disk = load_settings(path if path.is_file() else None)
+            updated = parse_settings({**on_disk.model_dump(), **changed}, str(path))
+            save_settings(updated, path)
+        except ConfigError as exc:
+            self.show_status(str(exc), error=True)
+            return
+        except OSError as exc:
+            self.show_status(f"Cannot write {path}: {exc.strerror or exc}", error=True)
+            return
+        self.node.config_path = path
+        restart = [k for k in RESTART_KEYS if k in changed]
+        self._apply_live(updated, [k for k in changed if k not in RESTART_KEYS])
+        self._initial = values
+        text = f"Saved {', '.join(sorted(changed))} to {path}."
+        if restart:
+            text += f" Restart Salut for the new {' and '.join(restart)} to take effect."
+        if "preload" in changed:
+            text += " Preload applies at the next start."
+        self.show_status(text, warning=bool(restart))
+
+    def _apply_live(self, updated: Settings, keys: list[str]) -> None:
+        for key in keys:
+            setattr(self.node.settings, key, getattr(updated, key))
+        if "theme" in keys:
+            self.app.theme = updated.theme
+
+    def show_status(self, text: str, *, error: bool = False, warning: bool = False) -> None:
+        status = self.query_one("#settings-status", Static)
+        status.set_class(error, "error")
+        status.set_class(warning, "warning")
+        status.update(escape(text))
+
+    # ---- widgets -----------------------------------------------------------------------
+    def on_select_changed(self, event: Select.Changed) -> None:
+        # Preview the theme at once; saving makes it stick.
+        if event.select.id == "set-theme" and isinstance(event.value, str):
+            self.app.theme = event.value
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        key = self.query_one("#set-api_key", Input)
+        if event.button.id == "key-generate":
+            self._generate_key()
+        elif event.button.id == "key-show":
+            key.password = not key.password
+            event.button.label = "Show" if key.password else "Hide"
+        elif event.button.id == "key-clear":
+            key.value = ""
+            self.show_status("API key cleared; save to make the API open to the LAN.")
+        elif event.button.id == "settings-save":
+            self.action_save()
+
+    def _generate_key(self) -> None:
+        self.query_one("#set-api_key", Input).value = "sk-salut-" + secrets.token_urlsafe(24)
+        self.show_status("New API key generated; save to use it. Show reveals it.")
+
+    def action_leave_field(self) -> None:
+        self.set_focus(None)

@@ -1,0 +1,67 @@
+"""Pure cluster logic: which peer serves a model, the merged model list, the wire forms."""
+
+from __future__ import annotations
+
+from salut_tui.cluster.models import merge_models
+from salut_tui.cluster.routing import Candidate, choose_peers
+from salut_tui.cluster.wire import (
+    chunk_from_bytes,
+    chunk_to_bytes,
+    request_from_json,
+    request_to_json,
+)
+from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token, Usage
+from salut_tui.node import ModelInfo
+
+
+def cand(node_id: str, loaded: set[str], available: set[str] = frozenset(), load: int = 0, rtt: float | None = None) -> Candidate:  # type: ignore[assignment]
+    return Candidate(node_id, frozenset(loaded), frozenset(available | loaded), load, rtt)
+
+
+def test_least_loaded_holder_first_then_nearest() -> None:
+    peers = [cand("b", {"m"}, load=3), cand("c", {"m"}, load=1, rtt=0.02), cand("d", {"m"}, load=1, rtt=0.001), cand("e", {"x"})]
+    assert choose_peers("m", peers, local_can_load=False) == ["d", "c", "b"]
+
+
+def test_loading_here_beats_loading_on_a_peer() -> None:
+    peers = [cand("b", set(), available={"m"})]
+    assert choose_peers("m", peers, local_can_load=True) == []
+    assert choose_peers("m", peers, local_can_load=False) == ["b"]
+
+
+def test_holders_before_peers_that_could_load_it() -> None:
+    peers = [cand("b", set(), available={"m"}), cand("c", {"m"}, load=9)]
+    assert choose_peers("m", peers, local_can_load=False) == ["c", "b"]
+    assert choose_peers("m", peers, local_can_load=True) == ["c"]
+
+
+def test_unknown_model_goes_nowhere() -> None:
+    assert choose_peers("nope", [cand("b", {"m"})], local_can_load=False) == []
+
+
+def test_merge_lists_each_model_once_with_its_holders() -> None:
+    local = [ModelInfo("m", "local", True, nodes=("A",)), ModelInfo("x", "local", False)]
+    peers = [
+        ("B", {"loaded_models": ["m", "b-only"], "available_models": ["m", "b-only", "b-disk"]}),
+        ("C", {"loaded_models": ["b-only", "x"], "available_models": ["x"]}),
+    ]
+    merged = {m.id: m for m in merge_models(local, peers)}
+    assert list(merged) == ["m", "x", "b-only", "b-disk"]
+    assert merged["m"].owned_by == "local" and merged["m"].nodes == ("A", "B")
+    assert merged["x"].owned_by == "local" and merged["x"].loaded and merged["x"].nodes == ("C",)
+    assert merged["b-only"].owned_by == "B" and merged["b-only"].nodes == ("B", "C")
+    assert merged["b-disk"] == ModelInfo("b-disk", "B", False)
+
+
+def test_request_and_chunks_survive_the_wire() -> None:
+    req = GenerationRequest(
+        model="m",
+        messages=({"role": "user", "content": "hé"},),
+        sampling=SamplingParams(temperature=0.2, max_tokens=7, stop=("\n",), seed=3),
+        client="10.0.0.9",
+    )
+    assert request_from_json(request_to_json(req)) == req
+    text = GenerationRequest(model="m", prompt="once upon")
+    assert request_from_json(request_to_json(text)) == text
+    for chunk in (Token("a", 5), Token(""), Finish("stop", Usage(3, 4)), Error("boom", code="x", status=507, param="model")):
+        assert chunk_from_bytes(chunk_to_bytes(chunk)) == chunk

@@ -1,0 +1,169 @@
+"""download_model against a local stand-in for the Hugging Face Hub.
+
+The server implements the endpoints `huggingface_hub.snapshot_download` calls (read from its
+source): the revision API (`/api/models/<id>/revision/<rev>`, giving the commit sha), the tree API
+(`/api/models/<id>/tree/<commit>`, giving each file's size and oid), and `HEAD`/`GET` on
+`/<id>/resolve/<commit>/<file>` with the ETag, X-Repo-Commit and Content-Length headers the
+client reads. It serves the tiny test model plus files mlx-lm does not want, so the test also
+proves the allow patterns are applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import mlx.core as mx
+import pytest
+from aiohttp import web
+
+from salut_tui.engine.hub import DownloadError, allow_patterns, download_model
+
+REPO_ID = "salut-test/tiny-llama"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+# Served but not matched by mlx-lm's allow patterns: must not be downloaded.
+UNWANTED = {"README.md": b"# tiny\n", "pytorch_model.bin": b"\0" * 1024}
+
+
+def _git_blob_oid(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class FakeHub:
+    """The few Hub routes snapshot_download uses, serving one repository at one commit."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+        self.requests: list[tuple[str, str]] = []
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/models/{org}/{name}/revision/{rev}", self.revision)
+        app.router.add_get("/api/models/{org}/{name}/tree/{rev}", self.tree)
+        # add_get also answers HEAD, which hf_hub_download sends first for the metadata.
+        app.router.add_get("/{org}/{name}/resolve/{rev}/{path:.+}", self.resolve)
+        return app
+
+    def _check_repo(self, request: web.Request) -> None:
+        self.requests.append((request.method, request.path))
+        repo = f"{request.match_info['org']}/{request.match_info['name']}"
+        if repo != REPO_ID:
+            raise web.HTTPNotFound(headers={"X-Error-Code": "RepoNotFound"})
+        if request.match_info["rev"] not in ("main", COMMIT):
+            raise web.HTTPNotFound(headers={"X-Error-Code": "RevisionNotFound"})
+
+    async def revision(self, request: web.Request) -> web.Response:
+        self._check_repo(request)
+        siblings = [{"rfilename": name} for name in sorted(self.files)]
+        return web.json_response(
+            {"id": REPO_ID, "modelId": REPO_ID, "sha": COMMIT, "siblings": siblings}
+        )
+
+    async def tree(self, request: web.Request) -> web.Response:
+        self._check_repo(request)
+        entries = [
+            {"type": "file", "path": name, "size": len(data), "oid": _git_blob_oid(data)}
+            for name, data in sorted(self.files.items())
+        ]
+        return web.json_response(entries)
+
+    async def resolve(self, request: web.Request) -> web.Response:
+        self._check_repo(request)
+        data = self.files.get(request.match_info["path"])
+        if data is None:
+            raise web.HTTPNotFound(headers={"X-Error-Code": "EntryNotFound"})
+        headers = {
+            "ETag": f'"{_git_blob_oid(data)}"',
+            "X-Repo-Commit": COMMIT,
+            "Accept-Ranges": "bytes",
+        }
+        return web.Response(body=data, headers=headers, content_type="application/octet-stream")
+
+
+@pytest.fixture
+def repo_files(tiny_model_path: Path) -> dict[str, bytes]:
+    files = {p.name: p.read_bytes() for p in tiny_model_path.iterdir() if p.is_file()}
+    return {**files, **UNWANTED}
+
+
+@pytest.fixture
+async def hub(aiohttp_server, repo_files: dict[str, bytes]) -> tuple[FakeHub, str]:
+    fake = FakeHub(repo_files)
+    server = await aiohttp_server(fake.app(), host="127.0.0.1")
+    return fake, str(server.make_url("")).rstrip("/")
+
+
+def _logits(model_path: Path) -> mx.array:
+    import mlx_lm
+
+    model, tokenizer = mlx_lm.load(str(model_path))
+    tokens = mx.array([tokenizer.encode("Hello world, how are you?")])
+    return model(tokens)
+
+
+async def test_download_fetches_the_model_files_and_they_load(hub, tiny_model_path, tmp_path):
+    fake, endpoint = hub
+    reports: list[tuple[float, str]] = []
+    snapshot = await asyncio.to_thread(
+        download_model,
+        REPO_ID,
+        cache_dir=tmp_path / "hf-cache",
+        endpoint=endpoint,
+        progress=lambda fraction, message: reports.append((fraction, message)),
+    )
+
+    assert snapshot.is_relative_to(tmp_path / "hf-cache")
+    assert snapshot.name == COMMIT
+    downloaded = {p.name for p in snapshot.iterdir()}
+    assert downloaded == {p.name for p in tiny_model_path.iterdir() if p.is_file()}
+    assert not downloaded & set(UNWANTED)
+    for name in downloaded:
+        assert (snapshot / name).read_bytes() == (tiny_model_path / name).read_bytes()
+    fetched = {path for method, path in fake.requests if method == "GET" and "/resolve/" in path}
+    assert fetched == {f"/{REPO_ID}/resolve/{COMMIT}/{name}" for name in downloaded}
+
+    assert mx.allclose(_logits(snapshot), _logits(tiny_model_path)).item()
+    fractions = [fraction for fraction, _ in reports]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert len(fractions) > 2  # byte progress arrived between the start and the end
+
+
+async def test_second_download_reads_the_cache(hub, tmp_path):
+    fake, endpoint = hub
+    first = await asyncio.to_thread(download_model, REPO_ID, cache_dir=tmp_path, endpoint=endpoint)
+    gets_before = sum(
+        1 for method, path in fake.requests if method == "GET" and "/resolve/" in path
+    )
+    second = await asyncio.to_thread(download_model, REPO_ID, cache_dir=tmp_path, endpoint=endpoint)
+    gets_after = sum(1 for method, path in fake.requests if method == "GET" and "/resolve/" in path)
+    assert second == first
+    assert gets_after == gets_before  # nothing fetched again
+
+
+async def test_unknown_model_and_revision_are_clear_errors(hub, tmp_path):
+    _, endpoint = hub
+    with pytest.raises(DownloadError, match="no such model"):
+        await asyncio.to_thread(
+            download_model, "nobody/nothing", cache_dir=tmp_path, endpoint=endpoint
+        )
+    with pytest.raises(DownloadError, match="no revision 'v9'"):
+        await asyncio.to_thread(
+            download_model, REPO_ID, revision="v9", cache_dir=tmp_path, endpoint=endpoint
+        )
+
+
+async def test_unreachable_hub_is_a_clear_error(unused_tcp_port, tmp_path):
+    with pytest.raises(DownloadError, match="unreachable"):
+        await asyncio.to_thread(
+            download_model,
+            REPO_ID,
+            cache_dir=tmp_path,
+            endpoint=f"http://127.0.0.1:{unused_tcp_port}",
+        )
+
+
+def test_allow_patterns_are_mlx_lms():
+    from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
+
+    assert allow_patterns() == list(DEFAULT_ALLOW_PATTERNS)

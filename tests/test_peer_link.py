@@ -1,0 +1,216 @@
+"""The peer link: frame sealing, the signed key exchange, and real websocket links between two
+identities (multiplexing, cancel, errors, link loss, an unpaired node turned away)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from salut_tui.cluster.frames import FrameCipher, Kind, decode, encode
+from salut_tui.cluster.handshake import (
+    INITIATOR,
+    RESPONDER,
+    link_transcript,
+    new_ephemeral,
+    session_keys,
+    sign_transcript,
+    verify_transcript,
+)
+from salut_tui.cluster.link import (
+    LINK_PATH,
+    LinkLost,
+    NotPaired,
+    PeerLink,
+    RemoteError,
+    accept,
+    dial,
+)
+from salut_tui.pairing.identity import Identity
+from salut_tui.pairing.keys import CryptoFailure
+from salut_tui.pairing.trust import TrustStore
+
+
+def test_frame_cipher_roundtrip_and_replay_protection() -> None:
+    k1, k2 = b"1" * 32, b"2" * 32
+    alice, bob = FrameCipher(k1, k2), FrameCipher(k2, k1)
+    first, second = alice.seal(encode(Kind.DATA, 3, b"hello")), alice.seal(b"x" * 4096)
+    assert decode(bob.open(first)) == (Kind.DATA, 3, b"hello")
+    with pytest.raises(CryptoFailure):
+        bob.open(first)  # replayed
+    assert bob.open(second) == b"x" * 4096
+    third, fourth = alice.seal(b"3"), alice.seal(b"4")
+    with pytest.raises(CryptoFailure):
+        bob.open(fourth)  # reordered (third skipped)
+    tampered = bytearray(third)
+    tampered[-1] ^= 1
+    with pytest.raises(CryptoFailure):
+        bob.open(bytes(tampered))
+    assert len(first) == 16 + 5 + 5  # MAC + header + payload: nothing else on the wire
+
+
+def test_handshake_keys_match_and_signatures_bind_roles() -> None:
+    i, r = Identity.generate(), Identity.generate()
+    ei, er = new_ephemeral(), new_ephemeral()
+    t = link_transcript(i.node_id, r.node_id, bytes(ei.public_key), bytes(er.public_key))
+    ik = session_keys(ei, bytes(er.public_key), t, INITIATOR)
+    rk = session_keys(er, bytes(ei.public_key), t, RESPONDER)
+    assert ik.send == rk.receive and ik.receive == rk.send and ik.send != ik.receive
+    verify_transcript(r.public_key, RESPONDER, t, sign_transcript(r, RESPONDER, t))
+    with pytest.raises(CryptoFailure):  # a responder signature is not an initiator one
+        verify_transcript(r.public_key, INITIATOR, t, sign_transcript(r, RESPONDER, t))
+    other = link_transcript(i.node_id, r.node_id, bytes(ei.public_key), bytes(new_ephemeral().public_key))
+    with pytest.raises(CryptoFailure):  # a signature from another session
+        verify_transcript(r.public_key, RESPONDER, other, sign_transcript(r, RESPONDER, t))
+
+
+async def _serve(method: str, body: dict) -> AsyncIterator[bytes]:
+    if method == "count":
+        for n in range(body["n"]):
+            await asyncio.sleep(body.get("delay", 0))
+            yield str(n).encode()
+    elif method == "hang":
+        try:
+            yield b"started"
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            CANCELLED.set()
+            raise
+    elif method == "fail":
+        raise ValueError("this method always fails")
+        yield b""
+
+
+CANCELLED = asyncio.Event()
+
+
+def _link(ws, cipher, peer, initiator: bool) -> PeerLink:  # type: ignore[no-untyped-def]
+    return PeerLink(
+        ws, cipher, peer=peer, initiator=initiator, handler=_serve, state=lambda: {"who": "me"},
+        on_state=lambda link, s: None, on_notice=lambda link, b: None,
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def pair_of_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Responder R (an aiohttp server) and initiator I, each trusting the other."""
+    r_id, i_id = Identity.generate(), Identity.generate()
+    r_trust, i_trust = TrustStore(tmp_path / "r"), TrustStore(tmp_path / "i")
+    accepted: list[PeerLink] = []
+
+    async def link_route(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        try:
+            cipher, peer = await accept(ws, r_id, r_trust)
+        except (NotPaired, CryptoFailure):
+            await ws.close()
+            return ws
+        link = _link(ws, cipher, peer, False)
+        accepted.append(link)
+        await link.run()
+        return ws
+
+    app = web.Application()
+    app.router.add_get(LINK_PATH, link_route)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    r_as_seen_by_i = i_trust.add(r_id.public_key, "R", f"127.0.0.1:{port}")
+    r_trust.add(i_id.public_key, "I", "127.0.0.1:1")
+    session = aiohttp.ClientSession()
+    yield session, i_id, r_as_seen_by_i, accepted
+    await session.close()
+    await runner.cleanup()
+
+
+async def test_link_multiplexes_streams_and_unary_calls(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, _ = pair_of_nodes
+    ws, cipher = await dial(session, i_id, r_peer)
+    link = _link(ws, cipher, r_peer, True)
+    reader = asyncio.create_task(link.run())
+
+    async def collect(n: int) -> list[bytes]:
+        return [p async for p in await link.open("count", {"n": n, "delay": 0.001})]
+
+    results = await asyncio.gather(*(collect(n) for n in (5, 20, 1)))
+    assert results == [[str(i).encode() for i in range(n)] for n in (5, 20, 1)]
+    assert await link.request("count", {"n": 1}) == 0
+    with pytest.raises(RemoteError, match="always fails"):
+        await link.request("fail", {})
+    await link.close()
+    await reader
+
+
+async def test_closing_a_stream_cancels_the_handler_on_the_peer(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, _ = pair_of_nodes
+    CANCELLED.clear()
+    ws, cipher = await dial(session, i_id, r_peer)
+    link = _link(ws, cipher, r_peer, True)
+    reader = asyncio.create_task(link.run())
+    stream = await link.open("hang", {})
+    assert await stream.__anext__() == b"started"
+    await stream.aclose()
+    await asyncio.wait_for(CANCELLED.wait(), 2)
+    await link.close()
+    await reader
+
+
+async def test_peer_loss_fails_open_streams_at_once(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, accepted = pair_of_nodes
+    ws, cipher = await dial(session, i_id, r_peer)
+    link = _link(ws, cipher, r_peer, True)
+    reader = asyncio.create_task(link.run())
+    stream = await link.open("hang", {})
+    assert await stream.__anext__() == b"started"
+    await accepted[0].close()  # the responder goes away
+    with pytest.raises(LinkLost):
+        await asyncio.wait_for(stream.__anext__(), 2)
+    await asyncio.wait_for(reader, 2)
+    with pytest.raises(LinkLost):
+        await link.open("count", {"n": 1})
+
+
+async def test_state_and_ping_flow_both_ways(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, _ = pair_of_nodes
+    ws, cipher = await dial(session, i_id, r_peer)
+    states: list[dict] = []
+    link = PeerLink(
+        ws, cipher, peer=r_peer, initiator=True, handler=_serve, state=lambda: {},
+        on_state=lambda lk, s: states.append(s), on_notice=lambda lk, b: None,
+    )  # fmt: skip
+    reader = asyncio.create_task(link.run())
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        if states and link.rtt is not None:
+            break
+    assert states[0] == {"who": "me"} and 0 < link.rtt < 1  # type: ignore[operator]
+    await link.close()
+    await reader
+
+
+async def test_unpaired_node_is_turned_away(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, _, r_peer, _ = pair_of_nodes
+    stranger = Identity.generate()
+    with pytest.raises(NotPaired, match="not_paired"):
+        await dial(session, stranger, r_peer)
+
+
+async def test_impersonating_a_paired_id_fails_the_signature(pair_of_nodes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, accepted = pair_of_nodes
+    impostor = Identity.generate()
+    ws = await session.ws_connect(f"http://{r_peer.address}{LINK_PATH}")
+    eph = new_ephemeral()
+    await ws.send_json({"node_id": i_id.node_id, "to": r_peer.node_id, "eph": bytes(eph.public_key).hex()})
+    second = await ws.receive_json()
+    t = link_transcript(i_id.node_id, r_peer.node_id, bytes(eph.public_key), bytes.fromhex(second["eph"]))
+    await ws.send_json({"sig": sign_transcript(impostor, INITIATOR, t).hex()})
+    msg = await ws.receive(timeout=2)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert accepted == []

@@ -1,0 +1,287 @@
+"""Pilot tests of the terminal UI on a real node (tiny model, real engine, real sockets)."""
+
+from __future__ import annotations
+
+import logging
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from openai import AsyncOpenAI
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, ProgressBar, RichLog, Static
+
+from salut_tui.config import Settings
+from salut_tui.node import Node
+from salut_tui.ui.app import SCREENS, SalutApp
+from salut_tui.ui.screens.chat import ChatScreen
+from salut_tui.ui.screens.logs import LogsScreen
+from salut_tui.ui.screens.models import ModelsScreen
+from salut_tui.ui.screens.settings import SettingsScreen
+from salut_tui.ui.screens.streams import StreamsScreen
+
+SCREEN_CLASSES = {
+    "overview": "OverviewScreen",
+    "models": "ModelsScreen",
+    "streams": "StreamsScreen",
+    "chat": "ChatScreen",
+    "peers": "PeersScreen",
+    "pairing": "PairingScreen",
+    "settings": "SettingsScreen",
+    "logs": "LogsScreen",
+}
+
+
+def make_node(tmp_path: Path, model_path: Path, model_id: str, **overrides) -> Node:
+    settings = Settings(
+        models={model_id: str(model_path)},
+        port=0,
+        host="127.0.0.1",
+        data_dir=str(tmp_path / "data"),
+        node_name="test-node",
+        default_model=model_id,
+        mode="solo",
+        **overrides,
+    )
+    return Node(settings, config_path=tmp_path / "salut.toml")
+
+
+async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await pilot.pause(0.05)
+
+
+def screen_text(app: SalutApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+@pytest.fixture
+def node(tmp_path: Path, tiny_model_path: Path, tiny_model_id: str) -> Node:
+    return make_node(tmp_path, tiny_model_path, tiny_model_id)
+
+
+async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        for mode, key, _title in SCREENS:
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen).__name__ == SCREEN_CLASSES[mode]
+            if mode == "chat":
+                await pilot.press("escape")  # leave the prompt, as the hint line says
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for _mode, _key, title in SCREENS:
+            assert f"Show {title}" in titles
+        # From inside the chat prompt, digits type text but F-keys still switch screens.
+        await pilot.press("4")
+        await pilot.pause()
+        assert isinstance(app.focused, Input)
+        await pilot.press("2")
+        assert isinstance(app.screen, ChatScreen)
+        await pilot.press("f3")
+        await pilot.pause()
+        assert isinstance(app.screen, StreamsScreen)
+
+
+async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        table = screen.query_one("#model-table", DataTable)
+        table.move_cursor(row=table.get_row_index(tiny_model_id))
+        await pilot.press("l")
+        await wait_for(pilot, lambda: node.engine is not None and node.engine.is_loaded(tiny_model_id))
+        await wait_for(pilot, lambda: bool(screen.query(ProgressBar)))
+        await wait_for(pilot, lambda: screen.query_one(ProgressBar).percentage == 1.0)
+        assert "loaded" in str(table.get_row(tiny_model_id)[1])
+        assert "Loaded" in screen_text(app, "#models-status")
+        await pilot.press("u")
+        await wait_for(pilot, lambda: not node.engine.is_loaded(tiny_model_id))
+
+
+async def test_failed_load_is_a_message_not_a_traceback(
+    tmp_path: Path, tiny_model_path: Path, tiny_model_id: str
+) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    node = make_node(tmp_path, tiny_model_path, tiny_model_id)
+    node.settings.models = {**node.settings.models, "test/broken": str(broken)}
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")
+        await pilot.pause()
+        table = app.screen.query_one("#model-table", DataTable)
+        table.move_cursor(row=table.get_row_index("test/broken"))
+        await pilot.press("l")
+        status = app.screen.query_one("#models-status", Static)
+        await wait_for(pilot, lambda: status.has_class("error"))
+        assert "Could not load test/broken" in str(status.render())
+        assert "Traceback" not in str(status.render())
+        assert app.is_running
+
+
+async def test_openai_client_stream_shows_on_streams_screen(node: Node, tiny_model_id: str) -> None:
+    app = SalutApp(node, preload=[tiny_model_id])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await pilot.press("3")
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{node.port}/v1", api_key="unused")
+        stream = await client.chat.completions.create(
+            model=tiny_model_id,
+            messages=[{"role": "user", "content": "Hello from the openai client"}],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+        )
+        pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
+        await client.close()
+        records = app.state.streams.records
+        await wait_for(pilot, lambda: any(not r.live for r in records.values()))
+        record = next(iter(records.values()))
+        assert record.text == "".join(pieces)
+        assert record.completion_tokens == 12
+        table = app.screen.query_one("#stream-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1 and table.get_row(record.request_id)[-1] == "length")
+        row = table.get_row(record.request_id)
+        assert row[1].startswith("127.0.0.1")
+        assert "Hello from the openai" in row[3]
+        assert row[4] == "12"
+        await pilot.press("enter")  # reopen the finished stream in full
+        await pilot.pause()
+        assert record.request_id in str(app.screen.query_one("#detail-summary", Static).render())
+        await pilot.press("escape")
+
+
+async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_id: str) -> None:
+    app = SalutApp(node, preload=[tiny_model_id])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await pilot.press("4")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        screen.query_one("#sampling-temperature", Input).value = "0"
+        screen.query_one("#sampling-max_tokens", Input).value = "8"
+        await pilot.press(*"hello", "enter")
+        await wait_for(pilot, lambda: len(screen.history) == 2)
+        assert screen.history[0] == {"role": "user", "content": "hello"}
+        assert "finish: length" in screen_text(app, "#chat-status")
+        assert "8 completion tokens" in screen_text(app, "#chat-status")
+        # The playground's request went through the node like any API request.
+        assert [r.client for r in app.state.streams.records.values()] == ["playground"]
+
+        screen.query_one("#sampling-max_tokens", Input).value = "100000"
+        await pilot.press(*"again", "enter")
+        await wait_for(pilot, lambda: node.stats().in_flight == 1)
+        await wait_for(pilot, lambda: any(r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: node.stats().in_flight == 0)
+        assert screen_text(app, "#chat-status") == "stopped"
+        last = list(app.state.streams.records.values())[-1]
+        await wait_for(pilot, lambda: not last.live)
+        assert last.status == "cancelled"
+
+
+async def test_bad_sampling_value_is_reported(node: Node, tiny_model_id: str) -> None:
+    app = SalutApp(node, preload=[tiny_model_id])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        app.screen.query_one("#sampling-temperature", Input).value = "3"
+        await pilot.press(*"hi", "enter")
+        await pilot.pause()
+        assert "temperature must be between 0 and 2" in screen_text(app, "#chat-status")
+        assert not app.state.streams.records
+
+
+async def test_settings_saved_to_file_and_restart_announced(node: Node, tmp_path: Path) -> None:
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("7")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SettingsScreen)
+        screen.query_one("#set-node_name", Input).value = "kitchen-mac"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        saved = tomllib.loads((tmp_path / "salut.toml").read_text())
+        assert saved["node_name"] == "kitchen-mac"
+        assert saved["port"] == 7258  # the run's own --port 0 is not written to the file
+        assert node.settings.node_name == "kitchen-mac"
+        assert "Restart" not in screen_text(app, "#settings-status")
+
+        screen.query_one("#set-port", Input).value = "8123"
+        await pilot.click("#key-generate")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        saved = tomllib.loads((tmp_path / "salut.toml").read_text())
+        assert saved["port"] == 8123
+        assert saved["api_key"].startswith("sk-salut-")
+        assert node.settings.api_key == saved["api_key"]  # the API checks it from now on
+        assert "Restart Salut for the new port" in screen_text(app, "#settings-status")
+
+
+async def test_theme_files_are_selectable_and_saved(node: Node, tmp_path: Path) -> None:
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert {"salut-night", "salut-paper"} <= set(app.available_themes)
+        await pilot.press("7")
+        await pilot.pause()
+        from textual.widgets import Select
+
+        app.screen.query_one("#set-theme", Select).value = "salut-paper"
+        await pilot.pause()
+        assert app.theme == "salut-paper"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert tomllib.loads((tmp_path / "salut.toml").read_text())["theme"] == "salut-paper"
+
+
+async def test_logs_screen_filters_by_level(node: Node) -> None:
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        logger = logging.getLogger("salut_tui.tests.ui")
+        logger.info("an ordinary event")
+        logger.warning("something to look at")
+        await pilot.press("8")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, LogsScreen)
+        view = screen.query_one("#log-view", RichLog)
+        text = "\n".join(line.text for line in view.lines)
+        assert "an ordinary event" in text and "something to look at" in text
+        assert "serving the API" in text  # the node's own record from start()
+        await pilot.press("v", "v")  # INFO -> WARNING -> ERROR
+        await pilot.pause()
+        assert screen.level == "ERROR"
+        assert not any("something to look at" in line.text for line in view.lines)
+        await pilot.press("v", "v", "v")  # -> DEBUG -> INFO -> WARNING
+        await pilot.pause()
+        text = "\n".join(line.text for line in view.lines)
+        assert "something to look at" in text and "an ordinary event" not in text
+
+
+async def test_quit_finishes_streams_and_unloads(node: Node, tiny_model_id: str) -> None:
+    app = SalutApp(node, preload=[tiny_model_id])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await pilot.press("4")
+        app.screen.query_one("#sampling-max_tokens", Input).value = "100000"
+        await pilot.press(*"go on", "enter")
+        await wait_for(pilot, lambda: node.stats().in_flight == 1)
+        await pilot.press("escape", "escape", "q")  # stop, leave the prompt, quit
+        await wait_for(pilot, lambda: not app.is_running)
+    assert app.return_code == 0
+    assert node.engine.loaded() == []
+    records = list(app.state.streams.records.values())
+    assert records and all(not r.live for r in records)

@@ -1,0 +1,50 @@
+"""Snapshots of every screen at 80x24 and 120x40 (pytest-textual-snapshot).
+
+The app runs with `mask_volatile=True`, so uptime, memory, port and rates are written as a
+fixed placeholder; the tiny model is loaded before the picture is taken and notifications are
+cleared, so two runs draw the same characters. Update after a deliberate change with
+`pytest tests/test_ui_snapshots.py --snapshot-update` and look at the report.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Select
+
+from salut_tui.ui.app import SCREENS, SalutApp
+from tests.test_ui_app import make_node
+
+SIZES = [(80, 24), (120, 40)]
+
+
+def settle(key: str, model_id: str):
+    async def run_before(pilot: Pilot) -> None:
+        app: SalutApp = pilot.app  # type: ignore[assignment]
+        deadline = time.monotonic() + 20
+        while not (app.node.engine.is_loaded(model_id) and model_id in app.state.models.loads):
+            assert time.monotonic() < deadline, "the tiny model did not load"
+            await pilot.pause(0.05)
+        await pilot.press(key)
+        await pilot.pause()
+        if key == "8":
+            # Log lines name the port the node bound; show the (empty) ERROR level instead.
+            app.screen.query_one("#log-level", Select).value = "ERROR"
+        app.clear_notifications()
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("mode,key", [(mode, key) for mode, key, _ in SCREENS])
+def test_screen_snapshot(
+    snap_compare, mode: str, key: str, size: tuple[int, int], tmp_path: Path,
+    tiny_model_path: Path, tiny_model_id: str,
+) -> None:
+    node = make_node(tmp_path, tiny_model_path, tiny_model_id)
+    app = SalutApp(node, preload=[tiny_model_id], mask_volatile=True)
+    assert snap_compare(app, terminal_size=size, run_before=settle(key, tiny_model_id))
