@@ -8,7 +8,13 @@ For each model (the tiny test model, then the default model when it can be provi
 plus time to first token. Decode rate is (tokens - 1) / (last token time - first token time),
 measured the same way for every contestant; aggregate is all tokens / wall time of the burst.
 
-    python bench/bench_engine.py [--max-tokens 128] [--streams 8] [--skip-default] [--json FILE]
+    python bench/bench_engine.py [--blas same|fast|as-shipped] [--max-tokens 128] [--streams 8]
+                                 [--skip-default] [--json FILE]
+
+--blas same: every contestant runs on the BLAS this process has (the one bundled with mlx unless
+LD_PRELOAD says otherwise); fast: the same, after re-executing with the fast BLAS Salut would
+preload (like for like); as-shipped: mlx-lm as installed, Salut as `salut serve` runs (on Linux
+it preloads OpenBLAS or MKL when installed).
 """
 
 from __future__ import annotations
@@ -164,6 +170,11 @@ def free_port() -> int:
 
 def run_salut_node(model_id: str, path: str, port: int, data_dir: str) -> None:
     """Child process: a headless Salut Node serving one model (what `salut serve` runs)."""
+    from salut_tui.blas import detect_active_blas, maybe_reexec_with_fast_blas
+
+    maybe_reexec_with_fast_blas()  # as `salut serve` does; SALUT_NO_BLAS_PRELOAD turns it off
+    print(f"BLAS: {detect_active_blas()}", flush=True)
+
     from salut_tui.config import Settings
     from salut_tui.node import Node
 
@@ -182,10 +193,16 @@ def run_salut_node(model_id: str, path: str, port: int, data_dir: str) -> None:
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+    def __init__(self, name: str, command: list[str], port: int, log: Path, env: dict | None = None) -> None:
         self.name, self.url, self.log = name, f"http://127.0.0.1:{port}", log
         self._log_file = log.open("w")
-        self.process = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.process = subprocess.Popen(
+            command, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=ROOT, env=env
+        )
+
+    def blas(self) -> str:
+        lines = self.log.read_text().splitlines()
+        return next((line[6:] for line in lines if line.startswith("BLAS: ")), "?")
 
     async def wait_ready(self, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
@@ -221,12 +238,14 @@ async def bench_model(label: str, model_id: str, path: Path, args, workdir: Path
         [sys.executable, __file__, "--serve-salut", model_id, str(path), str(port), str(workdir / "data")],
         port,
         workdir / f"salut-{label}.log",
+        env=salut_env(args.blas),
     )
     try:
         await salut.wait_ready()
         ours = await bench_server(salut.url, model_id, args.max_tokens, args.streams, args.runs)
     finally:
         salut.stop()
+    print(f"   salut BLAS: {salut.blas()}", flush=True)
     print(f"   salut: {ours['single_tps']:.1f} tok/s single, {ours['aggregate']:.1f} aggregate", flush=True)
     port = free_port()
     upstream = Server(
@@ -244,6 +263,30 @@ async def bench_model(label: str, model_id: str, path: Path, args, workdir: Path
         label, inprocess_tps, inprocess_ttft, ours["single_tps"], ours["single_ttft"],
         ours["aggregate"], ours["burst_ttft"], theirs["aggregate"], theirs["burst_ttft"],
     )  # fmt: skip
+
+
+def salut_env(mode: str) -> dict:
+    from salut_tui.blas import OPT_OUT_ENV
+
+    env = dict(os.environ)
+    if mode != "as-shipped":
+        env[OPT_OUT_ENV] = "1"  # keep the BLAS this process has, like the other contestants
+    return env
+
+
+def prepare_blas(mode: str) -> None:
+    """Re-execute with the fast BLAS preloaded (mode fast), or check the process is stock."""
+    from salut_tui.blas import detect_active_blas, find_fast_blas
+
+    active = detect_active_blas()
+    if mode == "fast" and not active.startswith(("openblas", "mkl")):
+        library = find_fast_blas()
+        if library is None:
+            raise SystemExit("no fast BLAS installed (apt install libopenblas0-pthread, or pip install mkl)")
+        env = {**os.environ, "LD_PRELOAD": str(library)}
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    if mode == "as-shipped" and os.environ.get("LD_PRELOAD"):
+        raise SystemExit("as-shipped compares against mlx-lm as installed: unset LD_PRELOAD")
 
 
 def models_to_run(args, workdir: Path) -> list[tuple[str, str, Path]]:
@@ -276,8 +319,10 @@ def report(figures: list[Figures]) -> None:
             f" | {f.salut_aggregate:>8.1f} {f.mlx_server_aggregate:>17.1f} {f.batch_ratio:>10.3f}"
             f"  {f.salut_burst_ttft * 1e3:>7.0f}/{f.mlx_server_burst_ttft * 1e3:.0f}"
         )
+    from salut_tui.blas import detect_active_blas
+
     print("targets on the default model: (a) >= 0.97, (b) >= 1.2")
-    print(f"BLAS: LD_PRELOAD={os.environ.get('LD_PRELOAD', '(none: the BLAS bundled with mlx)')}")
+    print(f"BLAS of mlx_lm in-process and mlx_lm.server: {detect_active_blas()}")
 
 
 def main() -> int:
@@ -285,6 +330,7 @@ def main() -> int:
         run_salut_node(*sys.argv[2:5], sys.argv[5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blas", choices=["same", "fast", "as-shipped"], default="same")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3, help="single-stream runs (median)")
@@ -292,6 +338,7 @@ def main() -> int:
     parser.add_argument("--data-dir", help="Salut data dir holding the converted default model")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    prepare_blas(args.blas)
     with tempfile.TemporaryDirectory(prefix="salut-bench-") as tmp:
         workdir = Path(tmp)
         figures = [asyncio.run(bench_model(label, mid, path, args, workdir)) for label, mid, path in models_to_run(args, workdir)]

@@ -1,6 +1,6 @@
 """Decode tokens/s with the terminal UI running, against `salut serve`, on the same model.
 
-Both nodes are real processes started from the command line; the UI one runs in a real
+Both nodes are real processes started from the command line and run side by side; the UI one runs in a real
 terminal (tmux, 120x40) showing the Streams screen, which redraws on every token batch. The same
 streaming requests go to each through the `openai` client; decode rate is (tokens - 1) over the
 time from the first to the last token. Target: ui / serve >= 0.95.
@@ -77,15 +77,8 @@ def decode_rate(client: OpenAI, model: str, max_tokens: int) -> float:
     return (tokens - 1) / (last - first)
 
 
-def measure(port: int, requests: int, max_tokens: int) -> float:
-    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
-    model = wait_model(client)
-    decode_rate(client, model, 16)  # warm-up: first-call compilation and caches
-    rates = [decode_rate(client, model, max_tokens) for _ in range(requests)]
-    return statistics.median(rates)
-
-
 def node_args(work: Path, port: int, model: str) -> list[str]:
+    work.mkdir(parents=True, exist_ok=True)
     config = work / "salut.toml"
     config.write_text('mode = "solo"\nnode_name = "bench"\n')
     return [
@@ -94,23 +87,17 @@ def node_args(work: Path, port: int, model: str) -> list[str]:
     ]
 
 
-def run_serve(work: Path, model: str, requests: int, max_tokens: int) -> float:
+def start_serve(work: Path, model: str) -> tuple[int, subprocess.Popen]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "salut_tui", "serve", *node_args(work, port, model)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    try:
-        wait_healthy(port)
-        return measure(port, requests, max_tokens)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+    return port, proc
 
 
-def run_ui(work: Path, model: str, requests: int, max_tokens: int) -> float:
-    if shutil.which("tmux") is None:
-        raise SystemExit("tmux is needed to run the UI in a real terminal")
+def start_ui(work: Path, model: str) -> tuple[int, str]:
+    """`salut` in tmux at 120x40; returns the port and the tmux session name."""
     port = free_port()
     session = f"salut-bench-{port}"
     command = " ".join([sys.executable, "-m", "salut_tui", *node_args(work, port, model)])
@@ -118,14 +105,24 @@ def run_ui(work: Path, model: str, requests: int, max_tokens: int) -> float:
         ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", f"cd {ROOT} && {command}"],
         check=True,
     )
-    try:
-        wait_healthy(port)
-        subprocess.run(["tmux", "send-keys", "-t", session, "3"], check=True)  # Streams screen
-        return measure(port, requests, max_tokens)
-    finally:
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=False)
-        time.sleep(3)
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    return port, session
+
+
+def compare(serve_port: int, ui_port: int, requests: int, max_tokens: int) -> tuple[float, float]:
+    """Alternate requests between the two nodes so that load from other processes on the
+    machine hits both alike; median decode rate of each."""
+    clients = {
+        name: OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+        for name, port in (("serve", serve_port), ("ui", ui_port))
+    }
+    models = {name: wait_model(client) for name, client in clients.items()}
+    for name, client in clients.items():
+        decode_rate(client, models[name], 16)  # warm-up: first-call compilation and caches
+    rates: dict[str, list[float]] = {"serve": [], "ui": []}
+    for _ in range(requests):
+        for name, client in clients.items():
+            rates[name].append(decode_rate(client, models[name], max_tokens))
+    return statistics.median(rates["serve"]), statistics.median(rates["ui"])
 
 
 def main() -> int:
@@ -142,10 +139,21 @@ def main() -> int:
             from tests.model_factory import build_tiny_model
 
             model = str(build_tiny_model(work / "tiny-llama"))
-        (work / "serve").mkdir()
-        (work / "ui").mkdir()
-        serve = run_serve(work / "serve", model, args.requests, args.max_tokens)
-        ui = run_ui(work / "ui", model, args.requests, args.max_tokens)
+        if shutil.which("tmux") is None:
+            raise SystemExit("tmux is needed to run the UI in a real terminal")
+        serve_port, serve_proc = start_serve(work / "serve", model)
+        ui_port, session = start_ui(work / "ui", model)
+        try:
+            wait_healthy(serve_port)
+            wait_healthy(ui_port)
+            subprocess.run(["tmux", "send-keys", "-t", session, "3"], check=True)  # Streams
+            serve, ui = compare(serve_port, ui_port, args.requests, args.max_tokens)
+        finally:
+            serve_proc.send_signal(signal.SIGINT)
+            subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=False)
+            serve_proc.wait(timeout=60)
+            time.sleep(3)
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
     print(f"model: {args.model or 'tiny test model'}")
     print(f"salut serve : {serve:8.1f} decode tok/s (median of {args.requests})")
     print(f"salut (UI)  : {ui:8.1f} decode tok/s")

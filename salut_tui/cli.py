@@ -131,7 +131,7 @@ async def serve(settings: Settings, config_path: Path | None, models: list[str])
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from salut_tui.engine.gguf_import import import_gguf
+    from salut_tui.engine.gguf_import import GGUFImportError, import_gguf
 
     settings, _ = settings_from_args(args)
     if "/" not in args.model_id:
@@ -145,16 +145,21 @@ def run_import(args: argparse.Namespace) -> int:
     def progress(fraction: float, stage: str) -> None:
         print(f"\r{fraction * 100:5.1f}% {stage:<40}", end="", file=sys.stderr, flush=True)
 
-    path = import_gguf(args.file, out, model_id=args.model_id, dtype=args.dtype, progress=progress)
+    try:
+        path = import_gguf(args.file, out, model_id=args.model_id, dtype=args.dtype, progress=progress)
+    except GGUFImportError as exc:
+        print(f"\nsalut import: {exc}", file=sys.stderr)
+        return 2
     print(f"\nimported {args.model_id} into {path}", file=sys.stderr)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from salut_tui.blas import maybe_reexec_with_fast_blas
+    if argv is None:  # the real entry point (never inside a test process): fast BLAS first
+        from salut_tui.blas import maybe_reexec_with_fast_blas
 
-    maybe_reexec_with_fast_blas([sys.executable, "-m", "salut_tui", *argv])
+        maybe_reexec_with_fast_blas()
+        argv = sys.argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

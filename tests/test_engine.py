@@ -139,3 +139,19 @@ async def test_generate_unknown_model_is_404_error(engine) -> None:
     error = final(chunks)
     assert isinstance(error, Error) and len(chunks) == 1
     assert (error.status, error.code, error.param) == (404, "model_not_found", "model")
+
+
+async def test_repeated_prefix_is_served_from_the_prompt_cache(engine, tiny_model_id) -> None:
+    worker = engine._worker
+    first, chunks = await collect(engine, chat(tiny_model_id, max_tokens=12))
+    assert worker.cached_prompt_tokens == 0
+    again, again_chunks = await collect(engine, chat(tiny_model_id, max_tokens=12))
+    prompt_tokens = final(chunks).usage.prompt_tokens
+    assert worker.cached_prompt_tokens == prompt_tokens - 1  # all but the token decoding starts from
+    assert again == first and final(again_chunks).usage == final(chunks).usage
+    # A follow-up turn reuses the conversation so far and prefills only the new part.
+    follow_up = (*HELLO, {"role": "assistant", "content": first}, {"role": "user", "content": "More"})
+    before = worker.cached_prompt_tokens
+    _, chunks = await collect(engine, chat(tiny_model_id, follow_up, max_tokens=4))
+    assert worker.cached_prompt_tokens - before >= prompt_tokens
+    assert final(chunks).reason in ("length", "stop")

@@ -9,6 +9,7 @@ model's logits and tokenization.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import gguf
@@ -62,9 +63,14 @@ def gguf_name(name: str) -> str:
 
 
 def write_llama_gguf(
-    model_dir: Path, out: Path, weights: dict[str, np.ndarray], qtype_for: dict[str, Q]
+    model_dir: Path,
+    out: Path,
+    weights: dict[str, np.ndarray],
+    qtype_for: dict[str, Q],
+    extra: dict[str, np.ndarray] | None = None,
 ) -> Path:
-    """Write `weights` (mlx-lm names) and the model's tokenizer as a llama GGUF file."""
+    """Write `weights` (mlx-lm names), `extra` tensors (GGUF names, F32) and the model's
+    tokenizer as a llama GGUF file."""
     config = json.loads((model_dir / "config.json").read_text())
     tok = json.loads((model_dir / "tokenizer.json").read_text())
     tok_config = json.loads((model_dir / "tokenizer_config.json").read_text())
@@ -80,6 +86,9 @@ def write_llama_gguf(
     writer.add_head_count_kv(config["num_key_value_heads"])
     writer.add_layer_norm_rms_eps(config["rms_norm_eps"])
     writer.add_rope_freq_base(config["rope_theta"])
+    if "rope_scaling" in config:
+        original = config["rope_scaling"]["original_max_position_embeddings"]
+        writer.add_rope_scaling_orig_ctx_len(original)
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
     writer.add_token_list([token for token, _ in vocab])
@@ -102,11 +111,28 @@ def write_llama_gguf(
             writer.add_tensor(gguf_name(name), array.astype(np.float16))
         else:
             writer.add_tensor(gguf_name(name), gguf.quants.quantize(array, qtype), raw_dtype=qtype)
+    for name, array in (extra or {}).items():
+        writer.add_tensor(name, array.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
     return out
+
+
+def model_variant(
+    source: Path, dest: Path, weights: dict[str, np.ndarray], **config_changes: object
+) -> Path:
+    """A copy of the tiny model with other weights and config values (the reference to match)."""
+    dest.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (dest / name).write_bytes((source / name).read_bytes())
+    config = json.loads((source / "config.json").read_text()) | config_changes
+    (dest / "config.json").write_text(json.dumps(config))
+    mx.save_safetensors(
+        str(dest / "model.safetensors"), {k: mx.array(v) for k, v in weights.items()}
+    )
+    return dest
 
 
 def load_weights(model_dir: Path) -> dict[str, np.ndarray]:
@@ -187,17 +213,7 @@ def test_quantized_tied_gguf_stays_close_to_the_original(tiny_model_path, tmp_pa
     """Q8_0 attention, Q4_1 feed-forward (as in SmolLM2's file), F16 embedding, tied output."""
     weights = load_weights(tiny_model_path)
     weights.pop("lm_head.weight")
-    tied_dir = tmp_path / "tied-original"
-    tied_dir.mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (tied_dir / name).write_bytes((tiny_model_path / name).read_bytes())
-    config = json.loads((tiny_model_path / "config.json").read_text()) | {
-        "tie_word_embeddings": True
-    }
-    (tied_dir / "config.json").write_text(json.dumps(config))
-    mx.save_safetensors(
-        str(tied_dir / "model.safetensors"), {k: mx.array(v) for k, v in weights.items()}
-    )
+    tied_dir = model_variant(tiny_model_path, tmp_path / "tied", weights, tie_word_embeddings=True)
 
     qtypes = {
         "q_proj": Q.Q8_0,
@@ -221,6 +237,56 @@ def test_quantized_tied_gguf_stays_close_to_the_original(tiny_model_path, tmp_pa
     # error is a few percent of the logit range and the greedy choice agrees almost everywhere.
     assert np.abs(ours - reference).max() < 0.05 * np.abs(reference).max()
     assert (ours.argmax(-1) == reference.argmax(-1)).mean() >= 0.9
+
+
+def llama_cpp_rope_factors(scaling: dict[str, float], base: float, dim: int) -> np.ndarray:
+    """llama.cpp's LlamaModel.generate_extra_tensors: the rope_freqs of a Llama 3.1 file."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old_context_len = scaling["original_max_position_embeddings"]
+    factors = []
+    for freq in 1.0 / (base ** (np.arange(0, dim, 2, dtype=np.float32) / dim)):
+        wavelen = 2 * math.pi / freq
+        if wavelen < old_context_len / high:
+            factors.append(1)
+        elif wavelen > old_context_len / low:
+            factors.append(factor)
+        else:
+            smooth = (old_context_len / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(factors, dtype=np.float32)
+
+
+def test_llama3_rope_scaling_is_recovered_from_rope_freqs(tiny_model_path, tmp_path):
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 256,
+    }
+    weights = load_weights(tiny_model_path)
+    reference = model_variant(tiny_model_path, tmp_path / "llama3", weights, rope_scaling=scaling)
+    config = json.loads((reference / "config.json").read_text())
+    dim = config["hidden_size"] // config["num_attention_heads"]
+    factors = llama_cpp_rope_factors(scaling, config["rope_theta"], dim)
+    assert sorted(set(factors.round(3))) != [1.0, 8.0]  # the tiny model has a smoothed band too
+    source = write_llama_gguf(
+        reference, tmp_path / "llama3.gguf", weights, {}, extra={"rope_freqs.weight": factors}
+    )
+    out = import_gguf(source, tmp_path / "out", model_id="org/llama3")
+    assert json.loads((out / "config.json").read_text())["rope_scaling"] == scaling
+    text = PROMPT * 3
+    np.testing.assert_allclose(logits(out, text), logits(reference, text), atol=1e-4, rtol=1e-4)
+    # and the scaling matters here: the unscaled model answers differently
+    assert np.abs(logits(tiny_model_path, text) - logits(reference, text)).max() > 1e-2
+
+    with pytest.raises(GGUFImportError, match="RoPE scaling rule"):
+        bent = factors.copy()
+        bent[-2] += 0.5
+        bad = write_llama_gguf(
+            reference, tmp_path / "bad.gguf", weights, {}, extra={"rope_freqs.weight": bent}
+        )
+        import_gguf(bad, tmp_path / "bad", model_id="org/bad")
 
 
 def test_reimport_replaces_the_previous_conversion(f32_gguf, tmp_path):

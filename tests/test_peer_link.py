@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +28,7 @@ from salut_tui.cluster.link import (
     NotPaired,
     PeerLink,
     RemoteError,
+    UnpairedByPeer,
     accept,
     dial,
 )
@@ -125,13 +127,13 @@ async def pair_of_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
     r_as_seen_by_i = i_trust.add(r_id.public_key, "R", f"127.0.0.1:{port}")
     r_trust.add(i_id.public_key, "I", "127.0.0.1:1")
     session = aiohttp.ClientSession()
-    yield session, i_id, r_as_seen_by_i, accepted
+    yield session, i_id, r_as_seen_by_i, accepted, r_trust
     await session.close()
     await runner.cleanup()
 
 
 async def test_link_multiplexes_streams_and_unary_calls(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
-    session, i_id, r_peer, _ = pair_of_nodes
+    session, i_id, r_peer, *_ = pair_of_nodes
     ws, cipher = await dial(session, i_id, r_peer)
     link = _link(ws, cipher, r_peer, True)
     reader = asyncio.create_task(link.run())
@@ -149,7 +151,7 @@ async def test_link_multiplexes_streams_and_unary_calls(pair_of_nodes) -> None: 
 
 
 async def test_closing_a_stream_cancels_the_handler_on_the_peer(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
-    session, i_id, r_peer, _ = pair_of_nodes
+    session, i_id, r_peer, *_ = pair_of_nodes
     CANCELLED.clear()
     ws, cipher = await dial(session, i_id, r_peer)
     link = _link(ws, cipher, r_peer, True)
@@ -163,7 +165,7 @@ async def test_closing_a_stream_cancels_the_handler_on_the_peer(pair_of_nodes) -
 
 
 async def test_peer_loss_fails_open_streams_at_once(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
-    session, i_id, r_peer, accepted = pair_of_nodes
+    session, i_id, r_peer, accepted, _ = pair_of_nodes
     ws, cipher = await dial(session, i_id, r_peer)
     link = _link(ws, cipher, r_peer, True)
     reader = asyncio.create_task(link.run())
@@ -178,7 +180,7 @@ async def test_peer_loss_fails_open_streams_at_once(pair_of_nodes) -> None:  # t
 
 
 async def test_state_and_ping_flow_both_ways(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
-    session, i_id, r_peer, _ = pair_of_nodes
+    session, i_id, r_peer, *_ = pair_of_nodes
     ws, cipher = await dial(session, i_id, r_peer)
     states: list[dict] = []
     link = PeerLink(
@@ -196,14 +198,14 @@ async def test_state_and_ping_flow_both_ways(pair_of_nodes) -> None:  # type: ig
 
 
 async def test_unpaired_node_is_turned_away(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
-    session, _, r_peer, _ = pair_of_nodes
+    session, _, r_peer, *_ = pair_of_nodes
     stranger = Identity.generate()
     with pytest.raises(NotPaired, match="not_paired"):
         await dial(session, stranger, r_peer)
 
 
 async def test_impersonating_a_paired_id_fails_the_signature(pair_of_nodes, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    session, i_id, r_peer, accepted = pair_of_nodes
+    session, i_id, r_peer, accepted, _ = pair_of_nodes
     impostor = Identity.generate()
     ws = await session.ws_connect(f"http://{r_peer.address}{LINK_PATH}")
     eph = new_ephemeral()
@@ -213,4 +215,16 @@ async def test_impersonating_a_paired_id_fails_the_signature(pair_of_nodes, tmp_
     await ws.send_json({"sig": sign_transcript(impostor, INITIATOR, t).hex()})
     msg = await ws.receive(timeout=2)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert accepted == []
+
+
+async def test_a_node_unpaired_while_away_learns_it_from_a_signed_refusal(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, accepted, r_trust = pair_of_nodes
+    r_trust.remove(i_id.node_id)  # R unpaired I while I was offline
+    with pytest.raises(UnpairedByPeer):
+        await dial(session, i_id, r_peer)
+    # The refusal is only believed when signed by the key I trusts for R.
+    wrong_key = replace(r_peer, public_key=Identity.generate().public_key.hex())
+    with pytest.raises(CryptoFailure):
+        await dial(session, i_id, wrong_key)
     assert accepted == []

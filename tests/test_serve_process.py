@@ -106,8 +106,9 @@ def test_signal_ends_in_flight_stream_properly(serve_node, tiny_model_path: Path
 def test_logs_go_to_stderr_and_name_the_blas(serve_node) -> None:
     proc, _, _ = serve_node
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=20) == 0
+    code = proc.wait(timeout=20)
     err = proc.stderr.read()
+    assert code == 0, err
     assert "BLAS in use:" in err
     assert "serving the API on http://127.0.0.1:" in err
     assert proc.stdout.read() == ""

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -21,7 +21,7 @@ from aiohttp import web
 
 from salut_tui.cluster import routes
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
-from salut_tui.cluster.link import NotPaired, PeerLink, accept, dial
+from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
 from salut_tui.cluster.models import merge_models
 from salut_tui.cluster.peers import PeerRecord, PeerTable
 from salut_tui.cluster.proxy import GENERATE, forwarded, generate_remote, serve_generate
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 DIAL_EVERY = 0.25  # how often the dialer looks for paired peers without a link
 MAX_BACKOFF = 2.0  # a returning peer is picked up within this
+AVAILABLE_REFRESH = 10.0  # seconds between rescans of the models this node could load
 
 
 class Cluster:
@@ -69,6 +70,7 @@ class Cluster:
         self._backoff: dict[str, tuple[float, float]] = {}  # node id -> (next try, delay)
         self._links: set[PeerLink] = set()  # every live link, attached or not yet
         self._stopping = False
+        self._available: tuple[float, list[str]] = (float("-inf"), [])
 
     @property
     def node_id(self) -> str:
@@ -157,6 +159,11 @@ class Cluster:
         assert self._session is not None
         try:
             ws, cipher = await asyncio.wait_for(dial(self._session, self.identity, peer), 5.0)
+        except UnpairedByPeer as exc:
+            self._dialing.discard(peer.node_id)
+            log.info("%s", exc)
+            self._forget_trust(peer.node_id)
+            return
         except (NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError) as exc:
             self._dialing.discard(peer.node_id)
             delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
@@ -214,12 +221,18 @@ class Cluster:
                 self._changed(f"{peer.name} unreachable")
 
     def local_state(self) -> dict:
+        """What this node tells its peers every second (see PeerLink)."""
         node = self.node
         stats = node.stats()
+        loaded = [m.model_id for m in node.engine.loaded()] if node.engine else []
+        now = time.monotonic()
+        if now - self._available[0] > AVAILABLE_REFRESH:
+            # Listing loadable models scans directories: once in a while, not on every tick.
+            self._available = (now, [m.id for m in node.local_models()])
         return {
             "mode": self.settings.mode,
-            "loaded_models": [m.id for m in node.local_models() if m.loaded],
-            "available_models": [m.id for m in node.local_models()],
+            "loaded_models": loaded,
+            "available_models": sorted(set(self._available[1]) | set(loaded)),
             "vram_total": stats.memory_total,
             "vram_free": stats.memory_available,
             "requests_in_flight": stats.in_flight,
@@ -267,8 +280,7 @@ class Cluster:
         chosen = [by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)]
         if not chosen:
             return None
-        getters = [(r.name, (lambda r=r: r.link)) for r in chosen]
-        return chosen[0].name, generate_remote(request, getters)
+        return chosen[0].name, generate_remote(request, [(r.name, _link_of(r)) for r in chosen])
 
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
         healthy = [(r.name, r.state) for r in self.table.all() if r.paired and r.health == "ok"]
@@ -318,3 +330,8 @@ class Cluster:
         if link is not None:
             await link.close()
         return trusted
+
+
+def _link_of(record: PeerRecord) -> Callable[[], PeerLink | None]:
+    """The record's link at the time of asking (it may be replaced while a request waits)."""
+    return lambda: record.link

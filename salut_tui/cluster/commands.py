@@ -12,6 +12,7 @@ import json
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -135,7 +136,7 @@ def cmd_peers(args: argparse.Namespace) -> int:
 
 def cmd_unpair(args: argparse.Namespace) -> int:
     def go() -> None:
-        body = _call(args, "DELETE", f"/peers/{urllib.request.quote(args.peer, safe='')}")
+        body = _call(args, "DELETE", f"/peers/{urllib.parse.quote(args.peer, safe='')}")
         print(f"Unpaired {body['name']} ({body['id']})")
 
     return _run(go)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -54,6 +55,10 @@ class LinkLost(Exception):
 
 class NotPaired(Exception):
     """The other side is not (or no longer) in the trust store."""
+
+
+class UnpairedByPeer(NotPaired):
+    """The peer proved (with its key) that it removed us: unpairing done while we were away."""
 
 
 class RemoteError(Exception):
@@ -170,9 +175,9 @@ class PeerLink:
     async def _dispatch(self, kind: Kind, stream_id: int, payload: bytes) -> None:
         if kind is Kind.OPEN:
             request = json.loads(payload)
-            task = asyncio.get_running_loop().create_task(self._serve(stream_id, request["method"], request["body"]))
-            self._serving[stream_id] = task
-            task.add_done_callback(lambda _t, sid=stream_id: self._serving.pop(sid, None))
+            served = asyncio.get_running_loop().create_task(self._serve(stream_id, request["method"], request["body"]))
+            self._serving[stream_id] = served
+            served.add_done_callback(functools.partial(self._served, stream_id))
         elif kind in (Kind.DATA, Kind.END, Kind.ERROR):
             stream = self._streams.get(stream_id)
             if stream is not None:
@@ -191,6 +196,9 @@ class PeerLink:
             self._on_state(self, json.loads(payload))
         elif kind is Kind.NOTICE:
             self._on_notice(self, json.loads(payload))
+
+    def _served(self, stream_id: int, task: asyncio.Task) -> None:
+        self._serving.pop(stream_id, None)
 
     async def _serve(self, stream_id: int, method: str, body: dict) -> None:
         try:
@@ -243,10 +251,16 @@ async def accept(ws: web.WebSocketResponse, identity: Identity, trust: TrustStor
     """Responder side. Anyone not in the trust store is turned away after the first message."""
     first = await _receive_json(ws)
     peer = trust.get(str(first.get("node_id")))
-    if peer is None or first.get("to") != identity.node_id:
-        await ws.send_json({"error": "not_paired"})
-        raise NotPaired(f"link attempt from unpaired node {first.get('node_id')}")
     their_eph = bytes.fromhex(first["eph"])
+    if peer is None or first.get("to") != identity.node_id:
+        refusal: dict = {"error": "not_paired"}
+        if first.get("to") == identity.node_id:
+            # Signed over the caller's fresh ephemeral key, so it cannot be replayed: a node that
+            # we unpaired while it was offline learns it for sure and drops its trust in us too.
+            statement = _unpaired_statement(their_eph, str(first.get("node_id")))
+            refusal["sig"] = sign_transcript(identity, RESPONDER, statement).hex()
+        await ws.send_json(refusal)
+        raise NotPaired(f"link attempt from unpaired node {first.get('node_id')}")
     eph = new_ephemeral()
     mine = bytes(eph.public_key)
     transcript = link_transcript(peer.node_id, identity.node_id, their_eph, mine)
@@ -267,7 +281,16 @@ async def dial(session: aiohttp.ClientSession, identity: Identity, peer: Trusted
         eph = new_ephemeral()
         mine = bytes(eph.public_key)
         await ws.send_json({"node_id": identity.node_id, "to": peer.node_id, "eph": mine.hex()})
-        second = await _receive_json(ws)
+        msg = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise NotPaired("link closed during the handshake")
+        second = json.loads(msg.data)
+        if "error" in second:
+            if "sig" in second:
+                statement = _unpaired_statement(mine, identity.node_id)
+                verify_transcript(peer.key_bytes, RESPONDER, statement, bytes.fromhex(second["sig"]))
+                raise UnpairedByPeer(f"{second['error']}: {peer.name} unpaired this node")
+            raise NotPaired(str(second["error"]))
         if second.get("node_id") != peer.node_id:
             raise NotPaired(f"{peer.address} is not {peer.name} any more")
         their_eph = bytes.fromhex(second["eph"])
@@ -279,3 +302,7 @@ async def dial(session: aiohttp.ClientSession, identity: Identity, peer: Trusted
     except BaseException:
         await ws.close()
         raise
+
+
+def _unpaired_statement(initiator_eph: bytes, initiator_id: str) -> bytes:
+    return b"not-paired " + initiator_id.encode() + b" " + initiator_eph

@@ -94,4 +94,6 @@ async def serve_generate(node: Node, peer_name: str, body: dict) -> AsyncIterato
         async for chunk in chunks:
             yield chunk_to_bytes(chunk)
     finally:
-        await chunks.aclose()  # a CANCEL from the requester lands here and stops the engine
+        aclose = getattr(chunks, "aclose", None)  # a CANCEL from the requester lands here:
+        if aclose is not None:  # closing Node.generate stops the engine's work
+            await aclose()

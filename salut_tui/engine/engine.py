@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from salut_tui.config import Settings
+from salut_tui.engine import errors
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.memory import estimate_model_bytes, memory_status
 from salut_tui.engine.registry import ModelRegistry
@@ -113,22 +114,11 @@ class Engine:
 
     def _refusal(self, request: GenerationRequest) -> Error | None:
         if self._worker is None or self._stopped:
-            return Error("the engine is not running", code="engine_stopped", status=503)
+            return errors.engine_stopped()
         if not self.is_loaded(request.model):
-            return Error(
-                f"The model '{request.model}' is not loaded on this node",
-                "invalid_request_error",
-                "model_not_found",
-                404,
-                "model",
-            )
+            return errors.model_not_loaded(request.model)
         if self.queued >= self.settings.max_queue:
-            return Error(
-                f"the engine queue is full ({self.settings.max_queue} requests waiting); retry shortly",
-                "server_error",
-                "queue_full",
-                503,
-            )
+            return errors.queue_full(self.settings.max_queue)
         return None
 
     def _sink(self, stream: _Stream):

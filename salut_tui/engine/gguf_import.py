@@ -70,6 +70,7 @@ _BLOCK_TENSORS = {
 }
 _BLOCK_NAME = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
 _DTYPES = ("float32", "float16", "bfloat16")
+_ROPE_FACTORS = "rope_freqs.weight"
 
 
 def read_metadata(reader: Any) -> dict[str, Any]:
@@ -91,8 +92,40 @@ def unpermute_rows(weight: np.ndarray, n_heads: int) -> np.ndarray:
     )
 
 
-def build_config(meta: dict[str, Any], tensor_names: set[str], dtype: str) -> dict[str, Any]:
-    """mlx-lm config.json for the model the metadata describes."""
+def llama3_rope_scaling(
+    factors: np.ndarray, base: float, head_dim: int, original_context: int
+) -> dict[str, Any]:
+    """Recover Llama 3.1-style RoPE scaling from llama.cpp's `rope_freqs` tensor.
+
+    llama.cpp stores the per-frequency divisors it computed from (factor, low_freq_factor,
+    high_freq_factor, original context), not those parameters. Every Llama 3.x uses low 1 and
+    high 4, and the factor is the largest divisor; the divisors are recomputed from that guess
+    (llama.cpp's formula) and must match the file, or the import is refused.
+    """
+    factor, low, high = float(factors.max()), 1.0, 4.0
+    wavelens = 2 * np.pi * base ** (np.arange(0, head_dim, 2) / head_dim)
+    smooth = (original_context / wavelens - low) / (high - low)
+    expected = np.where(
+        wavelens < original_context / high,
+        1.0,
+        np.where(wavelens > original_context / low, factor, 1 / ((1 - smooth) / factor + smooth)),
+    )
+    if expected.shape != factors.shape or not np.allclose(expected, factors, rtol=1e-3):
+        raise GGUFImportError("GGUF rope_freqs do not follow Llama 3's RoPE scaling rule")
+    return {
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": low,
+        "high_freq_factor": high,
+        "original_max_position_embeddings": original_context,
+    }
+
+
+def build_config(
+    meta: dict[str, Any], tensor_names: set[str], dtype: str, rope_factors: np.ndarray | None = None
+) -> dict[str, Any]:
+    """mlx-lm config.json for the model the metadata describes (`rope_factors`: the values of
+    the `rope_freqs.weight` tensor, when the file has one)."""
     arch = meta.get("general.architecture")
     if arch not in _ARCHITECTURES:
         raise GGUFImportError(
@@ -116,7 +149,7 @@ def build_config(meta: dict[str, Any], tensor_names: set[str], dtype: str) -> di
         "num_key_value_heads": int(key("attention.head_count_kv", n_heads)),
         "head_dim": int(key("attention.key_length", hidden // n_heads)),
         "rms_norm_eps": float(key("attention.layer_norm_rms_epsilon")),
-        "vocab_size": len(meta["tokenizer.ggml.tokens"]),
+        "vocab_size": int(key("vocab_size", len(meta.get("tokenizer.ggml.tokens", [])))),
         "max_position_embeddings": int(key("context_length", 4096)),
         # mlx-lm's llama reads rope_theta from the top level of config.json.
         "rope_theta": float(key("rope.freq_base", 10000.0)),
@@ -132,10 +165,10 @@ def build_config(meta: dict[str, Any], tensor_names: set[str], dtype: str) -> di
         config["rope_scaling"] = {"type": "linear", "factor": float(key("rope.scaling.factor"))}
     elif scaling not in (None, "none"):
         raise GGUFImportError(f"RoPE scaling {scaling!r} is not supported")
-    if "rope_freqs.weight" in tensor_names:
-        # Llama 3.1-style frequency factors: the original scaling parameters are not stored.
-        raise GGUFImportError(
-            "GGUF files with rope_freqs (Llama 3.1+ RoPE scaling) are not supported"
+    if rope_factors is not None:
+        original = int(key("rope.scaling.original_context_length", 8192))
+        config["rope_scaling"] = llama3_rope_scaling(
+            rope_factors, config["rope_theta"], config["head_dim"], original
         )
     return config
 
@@ -164,6 +197,8 @@ def convert_tensors(
     weights: dict[str, Any] = {}
     total = len(reader.tensors)
     for index, tensor in enumerate(reader.tensors):
+        if tensor.name == _ROPE_FACTORS:
+            continue  # became rope_scaling in config.json
         values = np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
         part = tensor.name.split(".")[2] if tensor.name.startswith("blk.") else ""
         if permuted and part in heads:
@@ -230,7 +265,9 @@ def import_gguf(
     except (ValueError, OSError) as exc:
         raise GGUFImportError(f"{gguf_path}: not a readable GGUF file: {exc}") from exc
     meta = read_metadata(reader)
-    config = build_config(meta, {t.name for t in reader.tensors}, dtype)
+    factors = next((t.data for t in reader.tensors if t.name == _ROPE_FACTORS), None)
+    rope_factors = None if factors is None else np.asarray(factors, dtype=np.float64)
+    config = build_config(meta, {t.name for t in reader.tensors}, dtype, rope_factors)
     weights = convert_tensors(reader, meta["general.architecture"], config, dtype, report)
     model = _build_model(config, weights)
     del weights

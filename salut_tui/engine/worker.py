@@ -27,11 +27,13 @@ import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 
 from salut_tui.config import Settings
+from salut_tui.engine import errors
 from salut_tui.engine.loader import LoadedModel, Progress, load_with_progress
+from salut_tui.engine.prefix_cache import PrefixCache
 from salut_tui.engine.prompt import encode_request
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
-from salut_tui.engine.stops import StopMatcher, normalize_stops
-from salut_tui.engine.types import Error, Finish, GenerationRequest, ModelError, Token, Usage
+from salut_tui.engine.text_stream import TextStream
+from salut_tui.engine.types import Error, Finish, GenerationRequest, ModelError, Usage
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +54,7 @@ class _Active:
     sink: Sink
     model_id: str
     uid: int
-    prompt_tokens: int
-    detokenizer: Any
-    stops: StopMatcher
-    completion_tokens: int = 0
+    text: TextStream
     started: bool = False
 
 
@@ -64,6 +63,10 @@ class _Model:
     loaded: LoadedModel
     generator: BatchGenerator
     by_uid: dict[int, _Active] = field(default_factory=dict)
+    prefixes: PrefixCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prefixes = PrefixCache(self.loaded.info.model_id)
 
 
 class Worker:
@@ -78,6 +81,7 @@ class Worker:
         self._running = True
         # Read from the loop thread: an int (atomic under the GIL) and a deque behind a lock.
         self.tokens_decoded = 0
+        self.cached_prompt_tokens = 0  # prompt tokens served from the prefix cache
         self.steps: deque[tuple[float, float, int]] = deque(maxlen=4096)  # (end, duration, tokens)
         self.steps_lock = threading.Lock()
 
@@ -176,7 +180,7 @@ class Worker:
     def _submit(self, key: int, request: GenerationRequest, sink: Sink) -> None:
         model = self._models.get(request.model)
         if model is None:
-            self._emit(sink, _not_loaded(request.model))
+            self._emit(sink, errors.model_not_loaded(request.model))
             return
         info = model.loaded.info
         try:
@@ -188,20 +192,24 @@ class Worker:
             self._emit(sink, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt"))
             return
         if len(prompt) >= info.context_length:
-            self._emit(sink, _too_long(len(prompt), info.context_length, request))
+            param = "messages" if request.messages is not None else "prompt"
+            self._emit(sink, errors.context_length_exceeded(len(prompt), info.context_length, param))
             return
         wanted = request.sampling.max_tokens or self.settings.default_max_tokens
         max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
+        cache, rest = model.prefixes.fetch(prompt)
         (uid,) = model.generator.insert(
-            [prompt],
+            [rest],
             max_tokens=[max_tokens],
+            caches=[cache] if cache is not None else None,
+            all_tokens=[prompt[: len(prompt) - len(rest)]] if cache is not None else None,
             samplers=[build_sampler(request.sampling)],
             logits_processors=[build_logits_processors(request.sampling)],
         )
-        active = _Active(
-            key, request, sink, request.model, uid, len(prompt),
-            model.loaded.tokenizer.detokenizer, StopMatcher(normalize_stops(request.sampling.stop)),
-        )  # fmt: skip
+        self.cached_prompt_tokens += len(prompt) - len(rest)
+        detokenizer = model.loaded.tokenizer.detokenizer  # a fresh one per request
+        text = TextStream(detokenizer, request.sampling.stop, len(prompt))
+        active = _Active(key, request, sink, request.model, uid, text)
         model.by_uid[uid] = active
         self._by_key[key] = active
 
@@ -212,7 +220,7 @@ class Worker:
         model = self._models.get(active.model_id)
         if model is not None:
             model.generator.remove([active.uid])
-        self._finish(active, Finish("cancelled", _usage(active)))
+        self._finish(active, Finish("cancelled", active.text.usage))
 
     def _step(self, model_id: str, model: _Model) -> None:
         try:
@@ -239,6 +247,8 @@ class Worker:
                 active.started = True
                 self._emit(active.sink, STARTED)
             self._on_token(model, active, response.token, response.finish_reason)
+            if response.finish_reason is not None:
+                model.prefixes.remember(response.all_tokens, response.prompt_cache)
         if produced:
             self.tokens_decoded += produced
             now = time.perf_counter()
@@ -246,30 +256,16 @@ class Worker:
                 self.steps.append((now, now - began, produced))
 
     def _on_token(self, model: _Model, active: _Active, token: int, reason: str | None) -> None:
-        detok = active.detokenizer
-        if reason == "stop":  # an end-of-sequence token: not part of the text
-            detok.finalize()
-            tail = active.stops.feed(detok.last_segment)
-            text = tail.text + active.stops.flush()
-            if text:
-                self._emit(active.sink, Token(text))
-            self._finish(active, Finish("stop", _usage(active)))
+        chunk, ended = active.text.step(token, reason)
+        if chunk is not None:
+            self._emit(active.sink, chunk)
+        if ended is None:
             return
-        active.completion_tokens += 1
-        detok.add_token(token)
-        if reason == "length":
-            detok.finalize()
-        step = active.stops.feed(detok.last_segment)
-        if step.stopped:
-            self._emit(active.sink, Token(step.text, token))
-            if reason is None:
-                model.generator.remove([active.uid])
-            self._finish(active, Finish("stop", _usage(active)))
-        elif reason == "length":
-            self._emit(active.sink, Token(step.text + active.stops.flush(), token))
-            self._finish(active, Finish("length", _usage(active)))
-        else:
-            self._emit(active.sink, Token(step.text, token))
+        if reason is None:  # a stop string ended it before mlx-lm did: take it out of the batch
+            kept = model.generator.remove([active.uid], return_prompt_caches=True)
+            cache, tokens = kept.get(active.uid, (None, None))
+            model.prefixes.remember(tokens, cache)
+        self._finish(active, Finish(ended, active.text.usage))
 
     def _reset_generator(self, model: _Model, final: Error) -> None:
         for active in list(model.by_uid.values()):
@@ -315,7 +311,7 @@ class Worker:
 
     def _stop(self) -> None:
         for active in list(self._by_key.values()):
-            self._finish(active, Finish("cancelled", _usage(active)))
+            self._finish(active, Finish("cancelled", active.text.usage))
         for model in self._models.values():
             model.generator.close()
         self._models.clear()
@@ -327,28 +323,3 @@ class Worker:
 def _deliver(batch: list[tuple[Sink, Any]]) -> None:
     for sink, item in batch:
         sink(item)
-
-
-def _usage(active: _Active) -> Usage:
-    return Usage(active.prompt_tokens, active.completion_tokens)
-
-
-def _not_loaded(model_id: str) -> Error:
-    return Error(
-        f"The model '{model_id}' is not loaded on this node",
-        "invalid_request_error",
-        "model_not_found",
-        404,
-        "model",
-    )
-
-
-def _too_long(prompt_tokens: int, context: int, request: GenerationRequest) -> Error:
-    return Error(
-        f"This model's maximum context length is {context} tokens, but the prompt has "
-        f"{prompt_tokens} tokens (no room left for the completion)",
-        "invalid_request_error",
-        "context_length_exceeded",
-        400,
-        "messages" if request.messages is not None else "prompt",
-    )

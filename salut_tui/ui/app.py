@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -93,7 +93,7 @@ class SalutApp(App[int]):
         self._preload = preload
         self._start_node = start_node
         self._bridge = EventBridge(self, self.state)
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._log_handler: UILogHandler | None = None
         self.theme_names: list[str] = []
 

@@ -1,4 +1,5 @@
-"""Node events and log records into the UI: update the state, then post at most one message.
+"""Node events and log records into the UI: update the state, then post at most one message
+(none at all for tokens: Streams and stream views read them on a 4 Hz timer).
 
 `EventBus` calls `on_event` synchronously on the loop thread, once per generated token, while
 the engine is waiting to hand over the next one. So the callback does a constant amount of work
@@ -19,6 +20,7 @@ from salut_tui.events import (
     ModelUnloaded,
     PairingChanged,
     PeersChanged,
+    StreamTokensReceived,
 )
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
 from salut_tui.ui.state import LogEntry, UIState
@@ -33,7 +35,10 @@ class EventBridge:
         self._pending: set[str] = set()
 
     def on_event(self, event: Event) -> None:
-        if self._state.streams.apply(event):
+        if isinstance(event, StreamTokensReceived):
+            # The hot path: only buffer. Screens showing live text poll the state on a timer.
+            self._state.streams.apply(event)
+        elif self._state.streams.apply(event):
             self._changed("streams")
         elif self._state.models.apply(event):
             self._changed("models")

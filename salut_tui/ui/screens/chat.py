@@ -122,7 +122,8 @@ class ChatScreen(NodeScreen):
         parts: list[str] = []
         outcome = "stopped"
         try:
-            async with aclosing(self.node.generate(request)) as chunks:
+            # Closing the generator is what cancels the request in the engine.
+            async with aclosing(self.node.generate(request)) as chunks:  # type: ignore[type-var]
                 async for chunk in chunks:
                     if isinstance(chunk, Token):
                         parts.append(chunk.text)

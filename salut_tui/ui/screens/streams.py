@@ -18,7 +18,7 @@ from salut_tui.ui.state import StreamRecord
 
 COLUMNS = ("", "Client", "Model", "Prompt", "Tokens", "TTFT", "tok/s", "Finish")
 # Redrawing the text of a long live stream costs time; at most this often.
-REDRAW_INTERVAL = 0.1
+REDRAW_INTERVAL = 0.25
 
 
 class StreamsScreen(NodeScreen):
@@ -31,6 +31,7 @@ class StreamsScreen(NodeScreen):
         super().__init__()
         self._last_redraw = 0.0
         self._redraw_scheduled = False
+        self._drawn_finished: set[str] = set()  # finished rows never change again
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="streams"):
@@ -43,6 +44,12 @@ class StreamsScreen(NodeScreen):
 
     def on_mount(self) -> None:
         self.query_one("#stream-table").focus()
+        self.set_interval(REDRAW_INTERVAL, self._follow_live)
+
+    def _follow_live(self) -> None:
+        """Tokens are not messages (see bridge.py): pick them up while anything streams."""
+        if self.is_current and self.state.streams.live_count():
+            self._redraw_now()
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Open stream", "Show the selected stream in full", self.action_open)
@@ -66,11 +73,16 @@ class StreamsScreen(NodeScreen):
         table = self.query_one("#stream-table", DataTable)
         now = time.monotonic()
         records = self.state.streams.records
-        for key in [k.value for k in table.rows if k.value not in records]:
+        for key in [k for k in table.rows if k.value not in records]:
             table.remove_row(key)
+            self._drawn_finished.discard(key.value or "")
         follow = table.row_count == 0 or table.cursor_row == table.row_count - 1
         for record in records.values():
+            if record.request_id in self._drawn_finished:
+                continue
             cells = self._cells(record, now)
+            if not record.live:
+                self._drawn_finished.add(record.request_id)
             if record.request_id in table.rows:
                 for column, value in zip(table.columns, cells, strict=True):
                     table.update_cell(record.request_id, column, value)
