@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlx_lm
+import pytest
+
+from salut_tui.cli import build_parser, main, settings_from_args
+from salut_tui.config import Settings
+from salut_tui.engine.registry import ModelRegistry
+from tests.test_gguf_import import load_weights, write_llama_gguf
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SALUT_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def test_options_before_and_after_the_subcommand() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["--port", "9001", "serve", "--name", "a", "--model", "x"])
+    settings, path = settings_from_args(args)
+    assert (settings.port, settings.node_name, path) == (9001, "a", None)
+    assert args.model == ["x"]
+    args = parser.parse_args(["serve", "--port", "9002", "--data-dir", "/d", "--mode", "solo"])
+    settings, _ = settings_from_args(args)
+    assert (settings.port, settings.data_dir, settings.mode) == (9002, "/d", "solo")
+
+
+def test_command_line_wins_over_the_config_file(tmp_path: Path) -> None:
+    conf = tmp_path / "salut.toml"
+    conf.write_text('port = 8000\nnode_name = "from-file"\napi_key = "k"\n')
+    args = build_parser().parse_args(["serve", "--config", str(conf), "--port", "8001"])
+    settings, path = settings_from_args(args)
+    assert path == conf
+    assert (settings.port, settings.node_name, settings.api_key) == (8001, "from-file", "k")
+
+
+def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path, capsys) -> None:
+    conf = tmp_path / "salut.toml"
+    conf.write_text("port = -5\n")
+    assert main(["serve", "--config", str(conf)]) == 2
+    err = capsys.readouterr().err
+    assert str(conf) in err and "'port'" in err
+
+
+def test_import_converts_a_gguf_into_the_models_dir(tiny_model_path: Path, tmp_path: Path, capsys) -> None:
+    gguf_file = write_llama_gguf(tiny_model_path, tmp_path / "m.gguf", load_weights(tiny_model_path), {})
+    data = tmp_path / "data"
+    assert main(["import", str(gguf_file), "--id", "acme/tiny", "--data-dir", str(data)]) == 0
+    assert "imported acme/tiny" in capsys.readouterr().err
+    path = ModelRegistry(Settings(data_dir=str(data))).resolve("acme/tiny")
+    assert path == data / "models" / "acme" / "tiny"
+    model, tokenizer = mlx_lm.load(str(path))
+    assert tokenizer.encode("Hello world") == mlx_lm.load(str(tiny_model_path))[1].encode("Hello world")
+
+
+def test_import_refuses_bad_input(tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a gguf file at all")
+    assert main(["import", str(bogus), "--id", "noslash", "--data-dir", str(tmp_path)]) == 2
+    assert "ORG/NAME" in capsys.readouterr().err
+    assert main(["import", str(tmp_path / "missing.gguf"), "--id", "a/b", "--data-dir", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["import", str(bogus), "--id", "a/b", "--data-dir", str(tmp_path)]) == 2
+    assert "salut import:" in capsys.readouterr().err
