@@ -127,6 +127,10 @@ class NodeProc:
         cmd = [*self._prefix(), sys.executable, "-m", "salut_tui", *args, "--data-dir", str(self.data_dir)]
         return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
 
+    def cli_background(self, *args: str) -> subprocess.Popen:
+        cmd = [*self._prefix(), sys.executable, "-m", "salut_tui", *args, "--data-dir", str(self.data_dir)]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+
     def log_tail(self) -> str:
         path = self.root / "node.log"
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
@@ -288,9 +292,13 @@ def test_pairing_with_wrong_expired_reused_and_right_codes(lan: dict[str, NodePr
     status, expired = b.control("POST", "/pair/join", {"address": a.address, "code": short["code"]})
     assert status == 400 and expired["error"]["code"] == "no_code"
 
-    code = _code(a.cli("pair", "code"))
+    waiting = a.cli_background("pair", "code", "--wait")  # prints the code, then the outcome
+    assert waiting.stdout is not None
+    code = re.search(r"Pairing code: (\S+)", waiting.stdout.readline()).group(1)  # type: ignore[union-attr]
     joined = b.cli("pair", "join", a.address, code)
     assert joined.returncode == 0 and "Paired with A" in joined.stdout, joined.stderr
+    outcome, _ = waiting.communicate(timeout=30)
+    assert waiting.returncode == 0 and "Paired with B" in outcome
     status, reused = c.control("POST", "/pair/join", {"address": a.address, "code": code})
     assert status == 400 and reused["error"]["code"] == "no_code"
 
@@ -300,6 +308,7 @@ def test_pairing_with_wrong_expired_reused_and_right_codes(lan: dict[str, NodePr
     assert "A" in b.cli("peers").stdout
     eventually(lambda: (a.peer(b) or {}).get("health") == "ok", 5, "A links to B")
     eventually(lambda: (b.peer(a) or {}).get("health") == "ok", 5, "B links to A")
+    assert a.peer(b)["address"] == b.address and b.peer(a)["address"] == a.address  # type: ignore[index]
 
 
 def test_request_to_a_for_bs_model_is_proxied(lan: dict[str, NodeProc]) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import time
 import tomllib
 from collections.abc import Callable
@@ -60,9 +62,32 @@ def screen_text(app: SalutApp, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+def long_answer(screen) -> None:
+    """Sampling under which the tiny model answers with hundreds of tokens (greedy decoding
+    never picks its end token; the context caps it), long enough to be stopped half way."""
+    for field, value in (("temperature", "0"), ("max_tokens", "16000")):
+        screen.query_one(f"#sampling-{field}", Input).value = value
+
+
+@pytest.fixture(scope="module")
+def long_context_model(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with a 16k context: greedy answers then run for thousands of tokens
+    (seconds), so a test can stop one half way however fast or busy the machine is. Pilot
+    waits for the screen to be idle, which a 500-token answer can outlast on a fast machine."""
+    path = tmp_path_factory.mktemp("long") / "tiny-long"
+    shutil.copytree(tiny_model_path, path)
+    config = json.loads((path / "config.json").read_text())
+    config["max_position_embeddings"] = 16384
+    (path / "config.json").write_text(json.dumps(config))
+    tok_config = json.loads((path / "tokenizer_config.json").read_text())
+    tok_config["model_max_length"] = 16384
+    (path / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    return path
+
+
 @pytest.fixture
-def node(tmp_path: Path, tiny_model_path: Path, tiny_model_id: str) -> Node:
-    return make_node(tmp_path, tiny_model_path, tiny_model_id)
+def node(tmp_path: Path, long_context_model: Path, tiny_model_id: str) -> Node:
+    return make_node(tmp_path, long_context_model, tiny_model_id)
 
 
 async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
@@ -180,8 +205,9 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
         # The playground's request went through the node like any API request.
         assert [r.client for r in app.state.streams.records.values()] == ["playground"]
 
-        screen.query_one("#sampling-max_tokens", Input).value = "100000"
-        await pilot.press(*"again", "enter")
+        await pilot.press("ctrl+n")
+        long_answer(screen)
+        await pilot.press(*"go on", "enter")
         await wait_for(pilot, lambda: node.stats().in_flight == 1)
         await wait_for(pilot, lambda: any(r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live))
         await pilot.press("escape")
@@ -276,10 +302,11 @@ async def test_quit_finishes_streams_and_unloads(node: Node, tiny_model_id: str)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
         await pilot.press("4")
-        app.screen.query_one("#sampling-max_tokens", Input).value = "100000"
+        await pilot.pause()
+        long_answer(app.screen)
         await pilot.press(*"go on", "enter")
         await wait_for(pilot, lambda: node.stats().in_flight == 1)
-        await pilot.press("escape", "escape", "q")  # stop, leave the prompt, quit
+        await pilot.press("ctrl+c")  # quits even from the prompt, mid-answer
         await wait_for(pilot, lambda: not app.is_running)
     assert app.return_code == 0
     assert node.engine.loaded() == []

@@ -85,11 +85,12 @@ class Cluster:
         routes.install(app, self)
 
     async def start(self) -> None:
-        data = self.settings.data_path()
-        host = self.settings.host if self.settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
-        token_line = f"{host} {self.node.port} {self.control_token}"
-        write_private_file(data / routes.CONTROL_TOKEN_FILE, token_line.encode())
-        self._session = aiohttp.ClientSession()
+        bound = self.settings.host not in ("", "0.0.0.0", "::")
+        token_line = f"{self.settings.host if bound else '127.0.0.1'} {self.node.port} {self.control_token}"
+        write_private_file(self.settings.data_path() / routes.CONTROL_TOKEN_FILE, token_line.encode())
+        # Bound to one address: speak from it too, so peers see the address we announce.
+        local = (self.settings.host, 0) if bound else None
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=local))
         try:
             self._discovery = MdnsDiscovery(
                 node_id=self.node_id, name=self.name, version=self.node.version, host=self.settings.host,
@@ -257,6 +258,12 @@ class Cluster:
             self._spawn(link.close())
 
     def _paired(self, peer: TrustedPeer) -> None:
+        known = self.table.get(peer.node_id)
+        if known is not None and known.sources - {"trust"}:
+            # What the peer announces (mDNS, or the listed address) beats the address its
+            # pairing connection happened to come from.
+            self.trust.update_address(peer.node_id, known.address)
+            peer = self.trust.get(peer.node_id) or peer
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
         record.paired, record.dial_failed = True, False
         self._backoff.pop(peer.node_id, None)

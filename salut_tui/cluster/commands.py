@@ -95,7 +95,7 @@ def cmd_pair_code(args: argparse.Namespace) -> int:
     def go() -> None:
         status = _call(args, "POST", "/pair/code", {"ttl": args.ttl})
         print(f"Pairing code: {status['code']}  (valid {status['expires_in']:.0f} s, one attempt)")
-        print(f"On the other node: salut pair join <this node's host:port> {status['code']}")
+        print(f"On the other node: salut pair join <this node's host:port> {status['code']}", flush=True)
         if args.wait:
             while status["state"] == "waiting" or status["state"] == "exchanging":
                 time.sleep(0.5)

@@ -48,7 +48,7 @@ class MdnsDiscovery:
         addresses = advertised_addresses(self.host)
         interfaces = InterfaceChoice.All if self.host in ("", "0.0.0.0", "::") else addresses
         self._zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
-        label = f"{self.name[:30]}-{self.node_id}"
+        label = f"{self.name[:30].replace('.', ' ')}-{self.node_id}"  # a dot would split the DNS name
         info = AsyncServiceInfo(
             SERVICE_TYPE,
             f"{label}.{SERVICE_TYPE}",

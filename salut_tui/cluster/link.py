@@ -166,7 +166,7 @@ class PeerLink:
                 self.last_received = time.monotonic()
                 kind, stream_id, payload = decode(self._cipher.open(msg.data))
                 await self._dispatch(kind, stream_id, payload)
-        except CryptoFailure as exc:
+        except (CryptoFailure, ValueError, KeyError) as exc:  # forged, or a malformed frame
             log.warning("link to %s: %s", self.peer.name, exc)
         finally:
             ticker.cancel()

@@ -61,9 +61,10 @@ def load_with_progress(model_id: str, path: Path, progress: Progress) -> LoadedM
     progress(0.0, "reading config")
     model, config = load_model(path, lazy=True)
     tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
-    parameters = [array for _, array in tree_flatten(model.parameters())]
-    total = sum(a.nbytes for a in parameters) or 1
-    target = total / _PROGRESS_STEPS
+    flat: list[tuple[str, mx.array]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    parameters = [array for _, array in flat]
+    total = sum(a.nbytes for a in parameters)  # known before evaluation: shape x dtype
+    target = max(total, 1) / _PROGRESS_STEPS
     done, group, group_bytes = 0, [], 0
     for array in parameters:
         group.append(array)
@@ -72,7 +73,7 @@ def load_with_progress(model_id: str, path: Path, progress: Progress) -> LoadedM
             mx.eval(group)
             done += group_bytes
             group, group_bytes = [], 0
-            progress(min(done / total, 1.0), "loading weights")
+            progress(min(done / max(total, 1), 1.0), "loading weights")
     if group:
         mx.eval(group)
         done += group_bytes
@@ -81,7 +82,7 @@ def load_with_progress(model_id: str, path: Path, progress: Progress) -> LoadedM
         model_id=model_id,
         path=path,
         size_bytes=model_size_bytes(path),
-        memory_bytes=sum(a.nbytes for _, a in tree_flatten(model.parameters())),
+        memory_bytes=total,
         context_length=context_length(config),
         loaded_at=time.time(),
     )

@@ -69,9 +69,9 @@ class ModelRegistry:
             if not is_model_dir(path):
                 raise not_found(model_id, f"the config maps it to {path}, which holds no model")
             return path
-        path = self._find_local(model_id)
-        if path is not None:
-            return path
+        local = self._find_local(model_id)
+        if local is not None:
+            return local
         if model_id == DEFAULT_MODEL:
             return self._bundled_default(model_id)
         raise not_found(model_id)

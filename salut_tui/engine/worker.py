@@ -203,7 +203,8 @@ class Worker:
             max_tokens=[max_tokens],
             caches=[cache] if cache is not None else None,
             all_tokens=[prompt[: len(prompt) - len(rest)]] if cache is not None else None,
-            samplers=[build_sampler(request.sampling)],
+            # None selects the generator's shared greedy sampler (one batched argmax).
+            samplers=[build_sampler(request.sampling)],  # type: ignore[list-item]
             logits_processors=[build_logits_processors(request.sampling)],
         )
         self.cached_prompt_tokens += len(prompt) - len(rest)

@@ -1,0 +1,89 @@
+"""Listed peers (for networks without multicast) and the peer table they feed, plus the CLI's
+behaviour when no node is running. Real mDNS between separate network stacks is exercised by
+test_multinode.py."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from salut_tui.cli import build_parser
+from salut_tui.cluster.discovery import HELLO_PATH, ManualPeers
+from salut_tui.cluster.peers import PeerTable
+
+
+async def _hello_server(body: dict) -> tuple[web.AppRunner, str]:
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get(HELLO_PATH, hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
+async def test_listed_peer_appears_and_disappears_like_a_discovered_one() -> None:
+    runner, address = await _hello_server({"id": "aaaa-bbbb", "name": "B", "version": "0.1.0", "port": 1})
+    own, own_address = await _hello_server({"id": "me", "name": "A", "version": "0.1.0", "port": 2})
+    table = PeerTable()
+    events: list[str] = []
+
+    def seen(node_id: str, name: str, addr: str, version: str, source: str) -> None:
+        table.upsert(node_id, name, addr, source, version)
+        events.append(f"seen {name} {source}")
+
+    def gone(node_id: str, source: str) -> None:
+        table.forget_source(node_id, source)
+        events.append(f"gone {node_id} {source}")
+
+    async with aiohttp.ClientSession() as session:
+        poller = ManualPeers([address, own_address, "127.0.0.1:9"], session, own_id="me", on_seen=seen, on_gone=gone)
+        task = asyncio.create_task(poller.run())
+        try:
+            for _ in range(50):
+                await asyncio.sleep(0.05)
+                if events:
+                    break
+            record = table.get("aaaa-bbbb")
+            assert record is not None and record.address == address and record.sources == {"manual"}
+            assert record.health == "discovered" and table.get("me") is None  # never itself
+            await runner.cleanup()  # B goes away
+            for _ in range(80):
+                await asyncio.sleep(0.05)
+                if "gone aaaa-bbbb manual" in events:
+                    break
+            assert events == ["seen B manual", "gone aaaa-bbbb manual"]
+            assert table.get("aaaa-bbbb") is None
+        finally:
+            task.cancel()
+            await own.cleanup()
+
+
+def test_peer_table_keeps_paired_peers_when_discovery_loses_them() -> None:
+    table = PeerTable()
+    b = table.upsert("id-1", "B", "10.0.0.2:7258", "mdns")
+    b.paired = True
+    table.forget_source("id-1", "mdns")
+    assert table.get("id-1") is b and b.health == "connecting"
+    b.dial_failed = True
+    assert b.health == "unreachable"
+    c = table.upsert("id-2", "C", "10.0.0.3:7258", "mdns")
+    assert c.health == "discovered" and [p.name for p in table.all()] == ["B", "C"]  # paired first
+    assert table.find("C") is c and table.find("id-2") is c
+    assert table.find("id-") is None  # ambiguous prefix
+    table.forget_source("id-2", "mdns")
+    assert table.get("id-2") is None  # unpaired and no longer seen: gone
+
+
+@pytest.mark.parametrize("argv", [["peers"], ["pair", "code"], ["pair", "join", "10.0.0.2:7258", "42-maple-rocket"], ["unpair", "B"]])
+def test_cluster_commands_explain_when_no_node_runs(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args([*argv, "--data-dir", str(tmp_path)])
+    assert args.func(args) == 1
+    assert "no running node found" in capsys.readouterr().err
