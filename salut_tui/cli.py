@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     imp.add_argument("--config", metavar="FILE")
     imp.add_argument("--data-dir", metavar="DIR")
+    dl = sub.add_parser("download", help="download an mlx model from the Hugging Face Hub into its cache")
+    dl.add_argument("model_id", metavar="ORG/NAME")
+    dl.add_argument("--revision", help="branch, tag or commit (default: main)")
+    dl.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
     try:
         from salut_tui.cluster.commands import add_cluster_subcommands
     except ImportError:  # the cluster package is optional at import time for `salut --help`
@@ -154,6 +158,28 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_download(args: argparse.Namespace) -> int:
+    from salut_tui.engine.hub import DownloadError, download_model
+    from salut_tui.engine.registry import hf_cache_dir
+
+    def progress(fraction: float, message: str) -> None:
+        print(f"\r{fraction * 100:5.1f}% {message:<50}", end="", file=sys.stderr, flush=True)
+
+    try:
+        path = download_model(
+            args.model_id,
+            revision=args.revision,
+            endpoint=args.endpoint,
+            cache_dir=hf_cache_dir(),  # the cache the registry reads, whatever the env says now
+            progress=progress,
+        )
+    except DownloadError as exc:
+        print(f"\nsalut download: {exc}", file=sys.stderr)
+        return 2
+    print(f"\n{args.model_id} is in {path}; serve it with: salut serve --model {args.model_id}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the real entry point (never inside a test process): fast BLAS first
         from salut_tui.blas import maybe_reexec_with_fast_blas
@@ -166,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "import":
             setup_logging("INFO")
             return run_import(args)
+        if args.command == "download":
+            return run_download(args)
         if args.command not in (None, "serve"):
             return int(args.func(args))
         settings, config_path = settings_from_args(args)

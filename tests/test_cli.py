@@ -9,6 +9,7 @@ from salut_tui.cli import build_parser, main, settings_from_args
 from salut_tui.config import Settings
 from salut_tui.engine.registry import ModelRegistry
 from tests.test_gguf_import import load_weights, write_llama_gguf
+from tests.test_hub import hub, repo_files  # noqa: F401  (fixtures: a local stand-in for the hub)
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,20 @@ def test_import_refuses_bad_input(tmp_path: Path, capsys) -> None:
     assert "no such file" in capsys.readouterr().err
     assert main(["import", str(bogus), "--id", "a/b", "--data-dir", str(tmp_path)]) == 2
     assert "salut import:" in capsys.readouterr().err
+
+
+async def test_download_lands_where_the_registry_finds_it(hub, tmp_path: Path, monkeypatch, capsys) -> None:
+    """`salut download` against a local stand-in for the hub, then the model resolves by id."""
+    import asyncio
+
+    from tests.test_hub import REPO_ID
+
+    _, endpoint = hub
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    code = await asyncio.to_thread(main, ["download", REPO_ID, "--endpoint", endpoint])
+    assert code == 0, capsys.readouterr().err
+    resolved = ModelRegistry(Settings(data_dir=str(tmp_path / "data"))).resolve(REPO_ID)
+    assert resolved.is_relative_to(tmp_path / "hf")
+    assert (resolved / "config.json").is_file()
+    missing = await asyncio.to_thread(main, ["download", "nobody/nothing", "--endpoint", endpoint])
+    assert missing == 2 and "no such model" in capsys.readouterr().err

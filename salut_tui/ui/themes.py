@@ -2,13 +2,15 @@
 
 A file `themes/<name>.toml` holds the fields of `textual.theme.Theme` (name, primary, secondary,
 accent, background, surface, panel, foreground, warning, error, success, dark, variables).
-Directories searched, first hit wins: `themes/` beside the config file, `<data_dir>/themes`, and
-the `themes/` directory of a source checkout.
+Directories searched, first hit wins: `themes/` beside the config file, `<data_dir>/themes`, the
+`themes/` directory of a source checkout, and `<prefix>/share/salut/themes` where pip installs the
+repository's themes with the wheel.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -29,6 +31,7 @@ def theme_dirs(settings: Settings, config_path: Path | None) -> list[Path]:
         dirs.append(config_path.parent / "themes")
     dirs.append(settings.data_path() / "themes")
     dirs.append(Path(salut_tui.__file__).resolve().parent.parent / "themes")
+    dirs.append(Path(sys.prefix) / "share" / "salut" / "themes")
     return dirs
 
 
