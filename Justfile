@@ -20,7 +20,8 @@ check:
 
 # Benchmarks: print side-by-side ratios measured in one run
 bench:
-    python bench/bench_engine.py
+    python bench/bench_engine.py --blas fast
+    python bench/bench_engine.py --blas as-shipped
     python bench/bench_blas.py
     python bench/bench_ui.py
     python bench/bench_proxy.py

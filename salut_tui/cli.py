@@ -200,9 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"salut: {exc}", file=sys.stderr)
         return 2
-    if args.command == "serve" or args.headless:
-        setup_logging(settings.log_level)
-        return asyncio.run(serve(settings, config_path, args.model))
-    from salut_tui.ui.app import run_ui
+    try:
+        if args.command == "serve" or args.headless:
+            setup_logging(settings.log_level)
+            return asyncio.run(serve(settings, config_path, args.model))
+        from salut_tui.ui.app import run_ui
 
-    return run_ui(settings, config_path, args.model)
+        return run_ui(settings, config_path, args.model)
+    finally:
+        _release_mlx_streams()
+
+
+def _release_mlx_streams() -> None:
+    # MLX wants each thread that used it, the main one included, to free its streams before the
+    # interpreter shuts down; otherwise exit can abort instead of returning our exit code.
+    mx = sys.modules.get("mlx.core")
+    if mx is not None and hasattr(mx, "clear_streams"):
+        mx.clear_streams()

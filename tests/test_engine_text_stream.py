@@ -52,7 +52,7 @@ def test_length_flushes_text_held_for_a_possible_stop(tokenizer) -> None:
 
 
 def test_end_of_sequence_is_not_text_nor_counted(tokenizer) -> None:
-    tokens = tokenizer.encode("Hello") + [next(iter(tokenizer.eos_token_ids))]
+    tokens = [*tokenizer.encode("Hello"), next(iter(tokenizer.eos_token_ids))]
     stream = TextStream(tokenizer.detokenizer, (), prompt_tokens=1)
     texts, ended = feed(stream, tokens, last_reason="stop")
     assert ended == "stop"

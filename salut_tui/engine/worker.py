@@ -130,6 +130,11 @@ class Worker:
             self._flush()
         self._refuse_leftovers()
         self._flush()
+        # Drop the models and this thread's MLX streams now: MLX no longer cleans up streams at
+        # interpreter exit, and doing it that late aborts the process ("terminate called...").
+        self._models.clear()
+        gc.collect()
+        mx.clear_streams()
 
     def _handle(self, name: str, args: tuple) -> None:
         handler = getattr(self, "_" + name)
