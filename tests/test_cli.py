@@ -53,7 +53,7 @@ def test_import_converts_a_gguf_into_the_models_dir(tiny_model_path: Path, tmp_p
     assert "imported acme/tiny" in capsys.readouterr().err
     path = ModelRegistry(Settings(data_dir=str(data))).resolve("acme/tiny")
     assert path == data / "models" / "acme" / "tiny"
-    model, tokenizer = mlx_lm.load(str(path))
+    _, tokenizer = mlx_lm.load(str(path))
     assert tokenizer.encode("Hello world") == mlx_lm.load(str(tiny_model_path))[1].encode("Hello world")
 
 
@@ -68,7 +68,9 @@ def test_import_refuses_bad_input(tmp_path: Path, capsys) -> None:
     assert "salut import:" in capsys.readouterr().err
 
 
-async def test_download_lands_where_the_registry_finds_it(hub, tmp_path: Path, monkeypatch, capsys) -> None:
+async def test_download_lands_where_the_registry_finds_it(
+    hub, tmp_path: Path, monkeypatch, capsys  # noqa: F811  (the fixture imported above)
+) -> None:
     """`salut download` against a local stand-in for the hub, then the model resolves by id."""
     import asyncio
 

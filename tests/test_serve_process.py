@@ -10,10 +10,9 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
-
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 

@@ -198,7 +198,7 @@ class Cluster:
 
     async def _run_link(self, link: PeerLink) -> None:
         peer = link.peer
-        if self._stopping:
+        if self._stopping or peer.node_id not in self.trust:  # unpaired while dialling
             await link.close()
             return
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
@@ -219,6 +219,8 @@ class Cluster:
             if record.link is link:
                 record.link, record.dial_failed, record.state = None, True, {}
                 self._backoff.pop(peer.node_id, None)
+                if not record.paired:  # unpaired while linked: keep it only if still discovered
+                    self.table.forget_source(peer.node_id, "trust")
                 self._changed(f"{peer.name} unreachable")
 
     def local_state(self) -> dict:
