@@ -113,11 +113,9 @@ def setup_logging(level: str) -> None:
 
 async def serve(settings: Settings, config_path: Path | None, models: list[str]) -> int:
     """Run a headless node until SIGINT/SIGTERM, then stop it cleanly."""
-    from salut_tui.blas import detect_active_blas
     from salut_tui.node import Node
 
     node = Node(settings, config_path=config_path)
-    log.info("BLAS in use: %s", detect_active_blas())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

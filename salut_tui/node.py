@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from salut_tui import __version__
+from salut_tui.blas import detect_active_blas
 from salut_tui.config import Settings
 from salut_tui.engine.engine import Engine
 from salut_tui.engine.memory import memory_status
@@ -78,6 +79,7 @@ class Node:
         # ---- end cluster plug-in ----
         self.started_at = time.time()
         self.version = __version__
+        self.blas = detect_active_blas()  # shown in logs, the UI and /v1/cluster
         self.port: int = settings.port
         self._runner: web.AppRunner | None = None
         self._counters = _Counters()
@@ -103,6 +105,7 @@ class Node:
         if self.cluster is not None:  # cluster plug-in: needs the bound port to announce
             await self.cluster.start()
         log.info("Salut %s serving the API on http://%s:%d/v1", __version__, self.settings.host, self.port)
+        log.info("BLAS in use: %s", self.blas)
         for model_id in preload if preload is not None else self.settings.preload:
             self._spawn(self._preload(model_id))
 
@@ -193,6 +196,7 @@ class Node:
             "address": f"{self.settings.host}:{self.port}",
             "version": self.version,
             "mode": self.settings.mode,
+            "blas": self.blas,
             "health": "ok",
             "vram_total": stats.memory_total,
             "vram_free": stats.memory_available,

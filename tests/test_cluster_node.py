@@ -60,11 +60,13 @@ async def test_a_serves_bs_model_through_the_link(nodes: tuple[Node, Node]) -> N
     assert via_a == direct and isinstance(via_a[-1], Finish) and len(via_a) == 13
     ids = {m.id: m for m in a.models()}
     assert ids["tiny-b"].owned_by == "B" and ids["tiny-b"].nodes == ("B",)
+    b_id = b.cluster.node_id  # type: ignore[union-attr]
+    await until(lambda: a.cluster.table.get(b_id).link.rtt is not None)  # type: ignore[union-attr]  # first PONG
     info = a.cluster_info()
     assert info["node"]["id"] == a.cluster.node_id  # type: ignore[union-attr]
-    (peer,) = [p for p in info["peers"] if p["name"] == "B"]
-    assert peer["paired"] and peer["health"] == "ok" and peer["loaded_models"] == ["tiny-b"]
-    assert peer["vram_total"] > 0 and peer["latency_ms"] is not None
+    (peer,) = [p for p in info["peers"] if p["id"] == b_id]
+    assert peer["name"] == "B" and peer["paired"] and peer["health"] == "ok"
+    assert peer["loaded_models"] == ["tiny-b"] and peer["vram_total"] > 0 and 0 < peer["latency_ms"] < 1000
 
 
 async def test_closing_the_stream_on_a_cancels_it_on_b(nodes: tuple[Node, Node]) -> None:
@@ -90,7 +92,7 @@ async def test_unpair_from_one_side_removes_trust_on_both(nodes: tuple[Node, Nod
     a, b = nodes
     changes: list[Event] = []
     a.events.subscribe(lambda e: changes.append(e) if isinstance(e, PeersChanged) else None)
-    removed = await b.cluster.unpair("A")  # type: ignore[union-attr]
+    removed = await b.cluster.unpair(a.cluster.node_id)  # type: ignore[union-attr]
     assert removed is not None and removed.name == "A"
     await until(lambda: b.cluster.node_id not in a.cluster.trust)  # type: ignore[union-attr]
     assert a.cluster.node_id not in b.cluster.trust  # type: ignore[union-attr]
@@ -119,3 +121,20 @@ async def test_solo_node_has_no_cluster(tmp_path: Path) -> None:
     solo = make(tmp_path, "S", mode="solo")
     assert solo.cluster is None
     assert not (tmp_path / "S" / "identity.key").exists()
+
+
+async def test_unpairing_an_offline_peer_reaches_it_when_it_returns(tmp_path: Path, nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    b_id, a_id = b.cluster.node_id, a.cluster.node_id  # type: ignore[union-attr]
+    await b.stop()
+    await until(lambda: a.cluster.table.get(b_id).health == "unreachable")  # type: ignore[union-attr]
+    assert await a.cluster.unpair(b_id) is not None  # type: ignore[union-attr]
+    back = make(tmp_path, "B")  # same data dir: same identity, still trusting A
+    assert a_id in back.cluster.trust  # type: ignore[union-attr]
+    await back.start()
+    try:
+        # B dials A, A refuses with a refusal signed by A's key, and B drops A as well.
+        await until(lambda: a_id not in back.cluster.trust)  # type: ignore[union-attr]
+        assert not any(r.linked for r in (*back.cluster.peers(), *a.cluster.peers()))  # type: ignore[union-attr]
+    finally:
+        await back.stop()

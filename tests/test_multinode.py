@@ -392,7 +392,7 @@ def test_silent_b_is_marked_unreachable_and_comes_back(lan: dict[str, NodeProc])
 
 def test_unpair_removes_trust_on_both_sides(lan: dict[str, NodeProc]) -> None:
     a, b = lan["A"], lan["B"]
-    result = a.cli("unpair", "B")
+    result = a.cli("unpair", b.identity().node_id[:9])  # a unique id prefix works too
     assert result.returncode == 0 and "Unpaired B" in result.stdout, result.stderr
     eventually(lambda: (b.peer(a) or {}).get("paired") is False, 5, "B forgets A")
     assert (a.peer(b) or {}).get("paired") in (False, None)

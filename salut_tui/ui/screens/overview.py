@@ -53,6 +53,7 @@ class OverviewScreen(NodeScreen):
             f"[b]Address[/]  {settings.host}:{fig.volatile(str(node.port))}",
             f"[b]API key[/]  {key}",
             f"[b]Mode[/]     {settings.mode}",
+            f"[b]BLAS[/]     {fig.volatile(node.blas.split(' (')[0])}",
             f"[b]Uptime[/]   {fig.duration(stats.uptime)}",
             f"[b]Memory[/]   {fig.bytes(used, volatile=True)} used, "
             f"{fig.bytes(stats.memory_available, volatile=True)} free",
