@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from salut_tui.ui.format import one_line
 from salut_tui.ui.screens.base import NodeScreen
+from salut_tui.ui.screens.peers import health_markup
+
+PEER_LINES = 4  # the rest are on the Peers screen
 
 
 class OverviewScreen(NodeScreen):
@@ -41,6 +45,7 @@ class OverviewScreen(NodeScreen):
     def tick(self) -> None:
         self._draw_node()
         self._draw_activity()
+        self._draw_peers()  # peer health ages without an event
 
     def _draw_node(self) -> None:
         node, fig = self.node, self.figures
@@ -84,12 +89,28 @@ class OverviewScreen(NodeScreen):
         self.query_one("#loaded-models", Static).update(text)
 
     def _draw_peers(self) -> None:
+        if self.node.cluster is None:
+            text = f"[dim]No peers: this node runs on its own (mode is {escape(self.node.settings.mode)}).[/]"
+            self.query_one("#peers-summary", Static).update(text)
+            return
         peers = self.node.cluster_info().get("peers", [])
+        paired = [p for p in peers if p["paired"]]
         if not peers:
-            text = "[dim]No peers. Press 5 for Peers, 6 to pair a machine.[/]"
+            text = "[dim]No peers yet. Press 5 for Peers, 6 to pair a machine.[/]"
         else:
-            text = "\n".join(
-                f"{p.get('name', '?')}  {p.get('address', '')}  {p.get('health', '')}"
-                for p in peers
-            )
+            lines = [
+                f"{len(paired)} paired ({sum(p['health'] == 'ok' for p in paired)} ok), "
+                f"{len(peers) - len(paired)} discovered  [dim]5 for details[/]"
+            ]
+            for p in peers[:PEER_LINES]:
+                mark = "[green]●[/]" if p["paired"] else "[dim]○[/]"
+                models = len(p.get("loaded_models", []))
+                load = f"  {models} model(s), {p.get('requests_in_flight', 0)} in flight" if p["health"] == "ok" else ""
+                lines.append(
+                    f"{mark} {escape(one_line(p['name'], 20))}  [dim]{escape(p['address'])}[/]  "
+                    f"{health_markup(p['health'])}{load}"
+                )
+            if len(peers) > PEER_LINES:
+                lines.append(f"[dim]… and {len(peers) - PEER_LINES} more[/]")
+            text = "\n".join(lines)
         self.query_one("#peers-summary", Static).update(text)

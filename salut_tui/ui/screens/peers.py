@@ -1,21 +1,74 @@
-"""Peers: the other nodes this one knows. The cluster package fills `node.cluster_info()`."""
+"""Peers: the other nodes this one knows (paired first, then discovered), their health and load.
+
+Enter on a discovered node opens Pairing with its address filled in; u unpairs a paired one
+after a confirmation. Health is worked out when read (a peer whose state stops arriving turns
+"connecting"/"unreachable" without an event), so the table is also redrawn once a second.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterable
+
 from rich.markup import escape
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SystemCommand
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
+from salut_tui.ui.format import one_line
 from salut_tui.ui.screens.base import NodeScreen
+from salut_tui.ui.screens.pairing import PairingScreen
 
-COLUMNS = ("Name", "Address", "Health", "Models", "In flight", "tok/s")
+log = logging.getLogger(__name__)
+
+COLUMNS = ("", "Name", "Address", "Health", "Latency", "Models")
+HEALTH_STYLE = {"ok": "green", "connecting": "yellow", "unreachable": "red", "discovered": "dim"}
+
+
+def health_markup(health: str) -> str:
+    style = HEALTH_STYLE.get(health)
+    return f"[{style}]{escape(health)}[/]" if style else escape(health)
+
+
+class ConfirmUnpair(ModalScreen[bool]):
+    """y unpairs, n or escape keeps the pairing."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Unpair"),
+        Binding("n,escape", "answer(False)", "Keep"),
+    ]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self._peer_name = name
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="confirm-unpair"):
+            yield Static(
+                f"Unpair [b]{escape(self._peer_name)}[/]? Both nodes forget each other's key and "
+                "stop sharing models; pairing again needs a new code.\n\n"
+                "[b]y[/] unpair · [b]n[/] / [b]esc[/] keep"
+            )
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class PeersScreen(NodeScreen):
     SCREEN_TITLE = "Peers"
-    HINT = "6 pair a new machine"
+    HINT = "enter pair a discovered node · u unpair · ↑↓ select · 6 pairing"
     TOPICS = frozenset({"peers"})
+    BINDINGS = [
+        Binding("u", "unpair", "Unpair", show=False),
+        Binding("p", "pair", "Pair", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._peers: dict[str, dict] = {}  # node id -> the cluster_info() peer, as drawn
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="peers"):
@@ -23,20 +76,26 @@ class PeersScreen(NodeScreen):
             table: DataTable = DataTable(id="peer-table", cursor_type="row")
             table.add_columns(*COLUMNS)
             yield table
+            yield Static("", id="peer-detail")
+            yield Static("", id="peers-status")
 
+    def commands(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Pair with peer", "Open Pairing for the selected discovered node", self.action_pair)
+        yield SystemCommand("Unpair peer", "Remove trust with the selected paired node", self.action_unpair)
+
+    # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[str]) -> None:
+        if not self.is_mounted:
+            return  # the app shows a mode's screen (and ticks it) before it is composed
         peers = self.node.cluster_info().get("peers", [])
+        self._peers = {p["id"]: p for p in peers}
         table = self.query_one("#peer-table", DataTable)
+        selected = self.selected()
         table.clear()
         for peer in peers:
-            table.add_row(
-                escape(str(peer.get("name", "?"))),
-                escape(str(peer.get("address", ""))),
-                escape(str(peer.get("health", ""))),
-                escape(", ".join(peer.get("loaded_models", []))),
-                str(peer.get("requests_in_flight", 0)),
-                self.figures.rate(peer.get("tokens_per_second")),
-            )
+            table.add_row(*self._cells(peer), key=peer["id"])
+        if selected is not None and selected["id"] in table.rows:
+            table.move_cursor(row=table.get_row_index(selected["id"]))
         table.display = bool(peers)
         empty = self.query_one("#peers-empty", Static)
         empty.display = not peers
@@ -46,4 +105,111 @@ class PeersScreen(NodeScreen):
                 f"mode is [b]{escape(self.node.settings.mode)}[/] and no cluster is running."
             )
         else:
-            empty.update("No peers yet. Other Salut nodes on this network appear here.")
+            empty.update("No peers yet. Other Salut nodes on this network appear here; 6 pairs one.")
+        self._draw_detail()
+
+    def tick(self) -> None:
+        if self.node.cluster is not None:
+            self.redraw({"peers"})
+
+    def _cells(self, peer: dict) -> tuple[str, ...]:
+        # Narrow enough for 80 columns; load, rates and memory are in the detail lines below.
+        latency = peer.get("latency_ms")
+        models = peer.get("loaded_models", [])
+        return (
+            "[green]●[/]" if peer["paired"] else "[dim]○[/]",
+            escape(one_line(str(peer.get("name", "?")), 14)),
+            escape(str(peer.get("address", ""))),
+            health_markup(str(peer.get("health", ""))),
+            "-" if latency is None else self.figures.volatile(f"{latency:.1f} ms"),
+            escape(one_line(", ".join(models), 20)) if models else "-",
+        )
+
+    def _draw_detail(self) -> None:
+        detail = self.query_one("#peer-detail", Static)
+        peer = self.selected()
+        if peer is None:
+            detail.update("")
+            return
+        fig = self.figures
+        seen = peer.get("last_seen")
+        ago = "never" if not seen else fig.volatile(f"{max(0.0, time.time() - seen):.0f} s ago")
+        found = ", ".join(peer.get("discovered_by", []))
+        lines = [
+            f"[b]{escape(one_line(peer['name'], 20))}[/]  [dim]id {escape(peer['id'])} · "
+            f"v{escape(peer.get('version') or '?')} · via {escape(found)}[/]",
+        ]
+        if not peer["paired"]:
+            lines.append(f"Seen {ago}. Not paired: it gets no requests from here. Enter pairs it.")
+        elif peer["health"] != "ok":
+            lines.append(f"Seen {ago}. Paired, {escape(peer['health'])}: requests go elsewhere until it is back.")
+        else:
+            lines.append(
+                f"Seen {ago} · {peer.get('requests_in_flight', 0)} in flight · "
+                f"{fig.rate(peer.get('tokens_per_second'))} tok/s · "
+                f"{fig.bytes(peer.get('vram_free'), volatile=True)} free of "
+                f"{fig.bytes(peer.get('vram_total'), volatile=True)}"
+            )
+            loaded = ", ".join(peer.get("loaded_models", [])) or "none"
+            loadable = ", ".join(peer.get("available_models", [])) or "none"
+            lines.append(escape(one_line(f"Loaded: {loaded} · can load: {loadable}", 76)))
+        detail.update("\n".join(lines))
+
+    def selected(self) -> dict | None:
+        table = self.query_one("#peer-table", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return self._peers.get(row_key.value or "")
+
+    def show_status(self, text: str, *, error: bool = False) -> None:
+        status = self.query_one("#peers-status", Static)
+        status.set_class(error, "error")
+        status.update(escape(text))
+
+    def on_data_table_row_highlighted(self) -> None:
+        self._draw_detail()
+
+    def on_data_table_row_selected(self) -> None:
+        self.action_pair()
+
+    # ---- actions -----------------------------------------------------------------------
+    async def action_pair(self) -> None:
+        peer = self.selected()
+        if peer is None:
+            return
+        if peer["paired"]:
+            self.show_status(f"{peer['name']} is already paired; u unpairs it.")
+            return
+        await self.salut.action_show("pairing")
+        screen = self.app.screen
+        if isinstance(screen, PairingScreen):
+            screen.prefill(peer["address"])
+
+    def action_unpair(self) -> None:
+        peer = self.selected()
+        if peer is None or self.node.cluster is None:
+            return
+        if not peer["paired"]:
+            self.show_status(f"{peer['name']} is not paired.")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self._unpair(peer["id"], peer["name"]), group="unpair", exit_on_error=False)
+
+        self.app.push_screen(ConfirmUnpair(peer["name"]), answered)
+
+    async def _unpair(self, node_id: str, name: str) -> None:
+        assert self.node.cluster is not None
+        try:
+            removed = await self.node.cluster.unpair(node_id)
+        except Exception as exc:  # one line on the screen; the log keeps the traceback
+            log.warning("unpairing %s failed", name, exc_info=True)
+            self.show_status(f"Could not unpair {name}: {type(exc).__name__}: {exc}", error=True)
+            return
+        if removed is None:
+            self.show_status(f"{name} was not paired any more.")
+        else:
+            self.show_status(f"Unpaired {name}: both nodes forgot each other.")
+        self.redraw({"peers"})

@@ -1,0 +1,177 @@
+"""The Peers, Pairing and Overview screens on two real cluster nodes in one process.
+
+Each node runs its own `SalutApp` (real server, real pairing protocol over loopback) and lists
+the other's address, as on a network without multicast. A person asks A for a code on A's
+Pairing screen, picks A among B's discovered nodes and types the code; wrong codes and the rate
+limit show as one line; unpairing from A's Peers screen removes trust on both nodes.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, OptionList, Static
+
+from salut_tui.config import Settings
+from salut_tui.node import Node
+from salut_tui.ui.app import SalutApp
+from salut_tui.ui.screens.pairing import PairingScreen
+from salut_tui.ui.screens.peers import ConfirmUnpair, PeersScreen
+
+CODE = re.compile(r"\b\d{2}-[a-z]+-[a-z]+\b")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cluster_node(tmp_path: Path, name: str, port: int, other_port: int) -> Node:
+    settings = Settings(
+        host="127.0.0.1",
+        port=port,
+        data_dir=str(tmp_path / name),
+        node_name=name,
+        mode="cluster",
+        peers=[f"127.0.0.1:{other_port}"],
+    )
+    return Node(settings, config_path=tmp_path / f"{name}.toml")
+
+
+async def until(pilots: list[Pilot], check: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            screens = {str(p.app.screen): [str(w.render()) for w in p.app.screen.query(Static)] for p in pilots}
+            raise AssertionError(f"condition not reached in time; the screens show {screens}")
+        for pilot in pilots:
+            await pilot.pause(0.02)
+
+
+def text_of(app: SalutApp, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def table_rows(app: SalutApp) -> list[str]:
+    """The Peers table as plain text rows: 'mark name address health ...'."""
+    table = app.screen.query_one("#peer-table", DataTable)
+    if not table.display:
+        return []
+    return [" ".join(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)]
+
+
+async def show_code(pilot: Pilot) -> str:
+    """On A's Pairing screen: press c and read the code off the screen."""
+    await pilot.press("c")
+    await pilot.pause()
+    found = CODE.search(text_of(pilot.app, "#pair-code"))  # type: ignore[arg-type]
+    assert found, text_of(pilot.app, "#pair-code")  # type: ignore[arg-type]
+    return found.group(0)
+
+
+async def join_with(pilot: Pilot, code: str) -> None:
+    """On B's Pairing screen: pick the discovered node, type the code, press enter."""
+    app: SalutApp = pilot.app  # type: ignore[assignment]
+    screen = app.screen
+    assert isinstance(screen, PairingScreen)
+    options = screen.query_one("#pair-peers", OptionList)
+    options.focus()
+    await pilot.press("enter")
+    await pilot.pause()
+    assert app.focused is screen.query_one("#pair-code-input", Input)
+    screen.query_one("#pair-code-input", Input).value = ""
+    screen.show_status("")
+    await pilot.press(*code)
+    await pilot.press("enter")
+
+
+def wrong(code: str) -> str:
+    number = int(code[:2])
+    return f"{10 if number != 10 else 11}{code[2:]}"
+
+
+async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    node_a = cluster_node(tmp_path, "alpha", port_a, port_b)
+    node_b = cluster_node(tmp_path, "beta", port_b, port_a)
+    app_a, app_b = SalutApp(node_a), SalutApp(node_b)
+    async with app_a.run_test(size=(100, 30)) as pa, app_b.run_test(size=(80, 24)) as pb:
+        both = [pa, pb]
+        await pa.press("6")
+        await pb.press("6")
+        assert "No code shown" in text_of(app_a, "#pair-code")
+        # B lists A among the discovered nodes (the listed address is polled every 2 s).
+        await until(both, lambda: app_b.screen.query_one("#pair-peers", OptionList).option_count == 1)
+        assert "alpha" in str(app_b.screen.query_one("#pair-peers", OptionList).get_option_at_index(0).prompt)
+
+        # A wrong code: B shows the error on one line, A shows the failure, the code is dead.
+        code = await show_code(pa)
+        await join_with(pb, wrong(code))
+        await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
+        assert app_b.screen.query_one("#pairing-status").has_class("error")
+        assert "Traceback" not in text_of(app_b, "#pairing-status")
+        await until(both, lambda: "failed" in text_of(app_a, "#pair-code"))
+        assert code not in text_of(app_a, "#pair-code")
+
+        # A second wrong code trips the rate limit: both nodes refuse for a moment and say so.
+        await join_with(pb, wrong(await show_code(pa)))
+        await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
+        await pb.press("enter")  # at once again, the code still typed in
+        await until(both, lambda: "too many failed pairings" in text_of(app_b, "#pairing-status"))
+        await until(both, lambda: node_a.cluster.pairing_status()["failures"] == 2)  # type: ignore[union-attr]
+        await pa.press("c")
+        assert "too many failed pairings" in text_of(app_a, "#pairing-status")
+        assert "2 failed attempt" in text_of(app_a, "#pair-limit")
+
+        # Once the wait is over, the right code pairs them.
+        await until(both, lambda: node_a.cluster.pairing_status()["retry_after"] == 0)  # type: ignore[union-attr]
+        await until(both, lambda: node_b.cluster.pairing_status()["retry_after"] == 0)  # type: ignore[union-attr]
+        await pa.pause(0.1)  # pairing_status() rounds the wait to 0.1 s
+        await join_with(pb, await show_code(pa))
+        await until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
+        await until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
+
+        # Both Peers screens show the other as paired and healthy; so does A's Overview.
+        await pa.press("5")
+        await pb.press("f5")  # its focus is in the code field
+        await until(both, lambda: any("beta" in r and "ok" in r for r in table_rows(app_a)))
+        await until(both, lambda: any("alpha" in r and "ok" in r for r in table_rows(app_b)))
+        assert "●" in table_rows(app_a)[0] and "in flight" in text_of(app_a, "#peer-detail")
+        await pa.press("1")
+        await until(both, lambda: "1 paired (1 ok)" in text_of(app_a, "#peers-summary"))
+        assert "beta" in text_of(app_a, "#peers-summary")
+
+        # Unpair from A's Peers screen: a confirmation, then trust is gone on both nodes.
+        await pa.press("5")
+        await pa.press("u")
+        assert isinstance(app_a.screen, ConfirmUnpair)
+        await pa.press("y")
+        assert isinstance(app_a.screen, PeersScreen)
+        await until(both, lambda: "Unpaired beta" in text_of(app_a, "#peers-status"))
+        await until(both, lambda: not node_a.cluster.trust.all() and not node_b.cluster.trust.all())  # type: ignore[union-attr]
+        # Still listed by address, so each still sees the other, now only discovered.
+        await until(both, lambda: any("beta" in r and "discovered" in r for r in table_rows(app_a)))
+        await until(both, lambda: any("alpha" in r and "discovered" in r for r in table_rows(app_b)))
+
+
+async def test_solo_node_says_there_is_no_cluster(tmp_path: Path) -> None:
+    settings = Settings(host="127.0.0.1", port=0, data_dir=str(tmp_path / "d"), node_name="solo-node", mode="solo")
+    app = SalutApp(Node(settings, config_path=tmp_path / "s.toml"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("6")
+        assert "not running a cluster" in text_of(app, "#pairing-state")
+        assert not app.screen.query_one("#host-card").display
+        await pilot.press("c")  # nothing to create a code on: no crash, no change
+        assert text_of(app, "#pairing-status") == ""
+        await pilot.press("5")
+        assert "No peers" in text_of(app, "#peers-empty")
+        await pilot.press("u")
+        assert isinstance(app.screen, PeersScreen)
+        await pilot.press("1")
+        assert "runs on its own" in text_of(app, "#peers-summary")
