@@ -52,7 +52,11 @@ class Proc:
         self.root.mkdir(parents=True)
         config = self.root / "salut.toml"
         table = ", ".join(f'"{k}" = "{v}"' for k, v in models.items())
-        config.write_text(f"models = {{ {table} }}\npreload = {json.dumps(list(models))}\nlog_level = \"WARNING\"\n")
+        # default_model names nothing: A must not spend the run loading the bundled model.
+        config.write_text(
+            f"models = {{ {table} }}\npreload = {json.dumps(list(models))}\n"
+            'log_level = "WARNING"\ndefault_model = "bench/none"\n'
+        )
         cmd = [sys.executable, "-m", "salut_tui", "serve", "--config", str(config), "--host", "127.0.0.1",
                "--port", str(port), "--data-dir", str(self.root / "data"), "--name", name]  # fmt: skip
         self.log = open(self.root / "node.log", "wb")  # noqa: SIM115

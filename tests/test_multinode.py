@@ -69,7 +69,11 @@ class NodeProc:
         config = self.root / "salut.toml"
         models = ", ".join(f'"{k}" = "{v}"' for k, v in self.models.items())
         peers = ", ".join(f'"{p}"' for p in self.peers)
-        config.write_text(f"models = {{ {models} }}\npreload = {list(self.models)!r}\npeers = [{peers}]\n".replace("'", '"'))
+        # default_model names nothing, so a node without models does not load the bundled one.
+        config.write_text(
+            f"models = {{ {models} }}\npreload = {json.dumps(list(self.models))}\n"
+            f'peers = [{peers}]\ndefault_model = "salut-test/none"\n'
+        )
         cmd = [*self._prefix(), sys.executable, "-m", "salut_tui", "serve", "--config", str(config),
                "--host", self.ip, "--port", str(PORT), "--data-dir", str(self.data_dir), "--name", self.name]  # fmt: skip
         log = open(self.root / "node.log", "ab")  # noqa: SIM115 - the child owns it

@@ -48,7 +48,10 @@ async def until(pilots: list[Pilot], check: Callable[[], object], timeout: float
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            screens = {str(p.app.screen): [str(w.render()) for w in p.app.screen.query(Static)] for p in pilots}
+            screens = {
+                str(p.app.screen): [str(w.render()) for w in p.app.screen.query(Static)]
+                for p in pilots
+            }
             raise AssertionError(f"condition not reached in time; the screens show {screens}")
         for pilot in pilots:
             await pilot.pause(0.02)
@@ -75,13 +78,16 @@ async def show_code(pilot: Pilot) -> str:
     return found.group(0)
 
 
-async def join_with(pilot: Pilot, code: str) -> None:
-    """On B's Pairing screen: pick the discovered node, type the code, press enter."""
+async def join_with(pilot: Pilot, host: Node, code: str) -> None:
+    """On B's Pairing screen: pick the discovered host, type the code, press enter.
+
+    Other Salut nodes on this machine may show up too (mDNS), so pick the host by its id."""
     app: SalutApp = pilot.app  # type: ignore[assignment]
     screen = app.screen
     assert isinstance(screen, PairingScreen)
     options = screen.query_one("#pair-peers", OptionList)
     options.focus()
+    options.highlighted = options.get_option_index(host.cluster.node_id)  # type: ignore[union-attr]
     await pilot.press("enter")
     await pilot.pause()
     assert app.focused is screen.query_one("#pair-code-input", Input)
@@ -107,12 +113,20 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         await pb.press("6")
         assert "No code shown" in text_of(app_a, "#pair-code")
         # B lists A among the discovered nodes (the listed address is polled every 2 s).
-        await until(both, lambda: app_b.screen.query_one("#pair-peers", OptionList).option_count == 1)
-        assert "alpha" in str(app_b.screen.query_one("#pair-peers", OptionList).get_option_at_index(0).prompt)
+        a_id = node_a.cluster.node_id  # type: ignore[union-attr]
+        b_id = node_b.cluster.node_id  # type: ignore[union-attr]
+        await until(
+            both,
+            lambda: (
+                a_id in {o.id for o in app_b.screen.query_one("#pair-peers", OptionList).options}
+            ),
+        )
+        option = app_b.screen.query_one("#pair-peers", OptionList).get_option(a_id)
+        assert "alpha" in str(option.prompt) and str(port_a) in str(option.prompt)
 
         # A wrong code: B shows the error on one line, A shows the failure, the code is dead.
         code = await show_code(pa)
-        await join_with(pb, wrong(code))
+        await join_with(pb, node_a, wrong(code))
         await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
         assert app_b.screen.query_one("#pairing-status").has_class("error")
         assert "Traceback" not in text_of(app_b, "#pairing-status")
@@ -120,7 +134,7 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         assert code not in text_of(app_a, "#pair-code")
 
         # A second wrong code trips the rate limit: both nodes refuse for a moment and say so.
-        await join_with(pb, wrong(await show_code(pa)))
+        await join_with(pb, node_a, wrong(await show_code(pa)))
         await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
         await pb.press("enter")  # at once again, the code still typed in
         await until(both, lambda: "too many failed pairings" in text_of(app_b, "#pairing-status"))
@@ -133,7 +147,7 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         await until(both, lambda: node_a.cluster.pairing_status()["retry_after"] == 0)  # type: ignore[union-attr]
         await until(both, lambda: node_b.cluster.pairing_status()["retry_after"] == 0)  # type: ignore[union-attr]
         await pa.pause(0.1)  # pairing_status() rounds the wait to 0.1 s
-        await join_with(pb, await show_code(pa))
+        await join_with(pb, node_a, await show_code(pa))
         await until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
         await until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
 
@@ -149,6 +163,7 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
 
         # Unpair from A's Peers screen: a confirmation, then trust is gone on both nodes.
         await pa.press("5")
+        assert b_id in text_of(app_a, "#peer-detail")  # paired peers come first: beta is selected
         await pa.press("u")
         assert isinstance(app_a.screen, ConfirmUnpair)
         await pa.press("y")
@@ -157,11 +172,24 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         await until(both, lambda: not node_a.cluster.trust.all() and not node_b.cluster.trust.all())  # type: ignore[union-attr]
         # Still listed by address, so each still sees the other, now only discovered.
         await until(both, lambda: any("beta" in r and "discovered" in r for r in table_rows(app_a)))
-        await until(both, lambda: any("alpha" in r and "discovered" in r for r in table_rows(app_b)))
+        await until(
+            both, lambda: any("alpha" in r and "discovered" in r for r in table_rows(app_b))
+        )
+
+        # Enter on a discovered node opens Pairing, ready for its code.
+        table = app_b.screen.query_one("#peer-table", DataTable)
+        table.move_cursor(row=table.get_row_index(a_id))
+        await pb.press("enter")
+        await pb.pause()
+        assert isinstance(app_b.screen, PairingScreen)
+        assert app_b.screen.query_one("#pair-address", Input).value == f"127.0.0.1:{port_a}"
+        assert app_b.focused is app_b.screen.query_one("#pair-code-input", Input)
 
 
 async def test_solo_node_says_there_is_no_cluster(tmp_path: Path) -> None:
-    settings = Settings(host="127.0.0.1", port=0, data_dir=str(tmp_path / "d"), node_name="solo-node", mode="solo")
+    settings = Settings(
+        host="127.0.0.1", port=0, data_dir=str(tmp_path / "d"), node_name="solo-node", mode="solo"
+    )
     app = SalutApp(Node(settings, config_path=tmp_path / "s.toml"))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("6")

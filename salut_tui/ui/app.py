@@ -168,7 +168,8 @@ class SalutApp(App[int]):
     def on_node_changed(self, message: NodeChanged) -> None:
         self._bridge.handled(message.topic)
         screen = self.screen
-        if isinstance(screen, NodeScreen) and message.topic in screen.TOPICS:
+        # A screen being pushed is current before its widgets exist: it draws on resume instead.
+        if isinstance(screen, NodeScreen) and screen.is_mounted and message.topic in screen.TOPICS:
             screen.redraw({message.topic})
 
     def on_node_notice(self, message: NodeNotice) -> None:
@@ -189,7 +190,7 @@ class SalutApp(App[int]):
     def _tick(self) -> None:
         """Once a second: the title bar figures and whatever the current screen counts."""
         screen = self.screen
-        if isinstance(screen, NodeScreen):
+        if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)
             screen.tick()
 

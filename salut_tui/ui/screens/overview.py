@@ -105,7 +105,11 @@ class OverviewScreen(NodeScreen):
             for p in peers[:PEER_LINES]:
                 mark = "[green]●[/]" if p["paired"] else "[dim]○[/]"
                 models = len(p.get("loaded_models", []))
-                load = f"  {models} model(s), {p.get('requests_in_flight', 0)} in flight" if p["health"] == "ok" else ""
+                load = (
+                    f"  {models} model(s), {p.get('requests_in_flight', 0)} in flight"
+                    if p["health"] == "ok"
+                    else ""
+                )
                 lines.append(
                     f"{mark} {escape(one_line(p['name'], 20))}  [dim]{escape(p['address'])}[/]  "
                     f"{health_markup(p['health'])}{load}"

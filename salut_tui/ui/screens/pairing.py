@@ -67,28 +67,41 @@ class PairingScreen(NodeScreen):
                 yield OptionList(id="pair-peers", compact=True)
                 with Horizontal(classes="setting-row"):
                     yield Label("Address", classes="pair-label")
-                    yield Input(id="pair-address", compact=True, placeholder="host:port, or pick a node above")
+                    yield Input(
+                        id="pair-address",
+                        compact=True,
+                        placeholder="host:port, or pick a node above",
+                    )
                 with Horizontal(classes="setting-row"):
                     yield Label("Code", classes="pair-label")
-                    yield Input(id="pair-code-input", compact=True, placeholder="as shown there, e.g. 42-maple-rocket")
+                    yield Input(
+                        id="pair-code-input",
+                        compact=True,
+                        placeholder="as shown there, e.g. 42-maple-rocket",
+                    )
                     yield Button("Join", id="pair-join", compact=True)
             yield Static("", id="pairing-status")
             yield Static(HELP, id="pairing-help", classes="dim")
 
     def on_mount(self) -> None:
-        self.query_one("#host-card").border_title = f"Show a code on this node ({self.node.settings.display_name()})"
+        name = self.node.settings.display_name()
+        self.query_one("#host-card").border_title = f"Show a code on this node ({name})"
         self.query_one("#join-card").border_title = "Join a node that shows a code"
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("New pairing code", "Show a code for another machine to type", self.action_new_code)
-        yield SystemCommand("Cancel pairing code", "Drop the code this node shows", self.action_cancel_code)
+        yield SystemCommand(
+            "New pairing code", "Show a code for another machine to type", self.action_new_code
+        )
+        yield SystemCommand(
+            "Cancel pairing code", "Drop the code this node shows", self.action_cancel_code
+        )
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[str]) -> None:
         if not self.is_mounted:
             return  # the app shows a mode's screen (and ticks it) before it is composed
         cluster = self.node.cluster
-        for card in ("#host-card", "#join-card"):
+        for card in ("#host-card", "#join-card", "#hint"):
             self.query_one(card).display = cluster is not None
         if cluster is None:
             self.query_one("#pairing-state", Static).update(
@@ -115,7 +128,9 @@ class PairingScreen(NodeScreen):
         if status["retry_after"] > 0:
             limit = f"{status['failures']} failed attempts: pairing is refused for {math.ceil(status['retry_after'])} s more."
         elif status["failures"]:
-            limit = f"{status['failures']} failed attempt(s); more failures make this node wait longer."
+            limit = (
+                f"{status['failures']} failed attempt(s); more failures make this node wait longer."
+            )
         line = self.query_one("#pair-limit", Static)
         line.update(limit)
         line.display = bool(limit)
@@ -159,14 +174,19 @@ class PairingScreen(NodeScreen):
         options.clear_options()
         self._addresses = {p["id"]: p["address"] for p in peers}
         options.add_options(
-            Option(f"{escape(p['name'])}  [dim]{escape(p['address'])}[/]", id=p["id"]) for p in peers
+            Option(f"{escape(p['name'])}  [dim]{escape(p['address'])}[/]", id=p["id"])
+            for p in peers
         )
         options.display = bool(peers)
         if highlighted in self._addresses:
             options.highlighted = options.get_option_index(highlighted)
         elif peers:
             options.highlighted = 0  # enter picks the first at once
-        label = "Discovered nodes (enter picks one):" if peers else "No unpaired node discovered yet: type its address."
+        label = (
+            "Discovered nodes (enter picks one):"
+            if peers
+            else "No unpaired node discovered yet: type its address."
+        )
         self.query_one("#pair-discovered-label", Static).update(label)
 
     def show_status(self, text: str, *, error: bool = False) -> None:
@@ -212,7 +232,11 @@ class PairingScreen(NodeScreen):
             self.action_join()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        actions = {"pair-new": self.action_new_code, "pair-cancel": self.action_cancel_code, "pair-join": self.action_join}
+        actions = {
+            "pair-new": self.action_new_code,
+            "pair-cancel": self.action_cancel_code,
+            "pair-join": self.action_join,
+        }
         actions[event.button.id or ""]()
 
     def action_join(self) -> None:
@@ -227,7 +251,9 @@ class PairingScreen(NodeScreen):
             self.show_status("Type the code the other node shows.", error=True)
             return
         self.show_status(f"Joining {address}…")
-        self.run_worker(self._join(address, code), group="pairing", exclusive=True, exit_on_error=False)
+        self.run_worker(
+            self._join(address, code), group="pairing", exclusive=True, exit_on_error=False
+        )
 
     async def _join(self, address: str, code: str) -> None:
         assert self.node.cluster is not None
@@ -237,8 +263,12 @@ class PairingScreen(NodeScreen):
             self.show_status(str(exc), error=True)
         except Exception as exc:  # one line on the screen; the log keeps the traceback
             log.warning("pairing with %s failed", address, exc_info=True)
-            self.show_status(f"Pairing with {address} failed: {type(exc).__name__}: {exc}", error=True)
+            self.show_status(
+                f"Pairing with {address} failed: {type(exc).__name__}: {exc}", error=True
+            )
         else:
             self.query_one("#pair-code-input", Input).value = ""
-            self.show_status(f"Paired with {peer.name} ({peer.node_id}). It is on the Peers screen (5).")
+            self.show_status(
+                f"Paired with {peer.name} ({peer.node_id}). It is on the Peers screen (5)."
+            )
         self.redraw({"pairing", "peers"})

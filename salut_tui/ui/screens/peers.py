@@ -16,6 +16,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from salut_tui.ui.format import one_line
@@ -25,6 +26,7 @@ from salut_tui.ui.screens.pairing import PairingScreen
 log = logging.getLogger(__name__)
 
 COLUMNS = ("", "Name", "Address", "Health", "Latency", "Models")
+STATUS_SECONDS = 8.0
 HEALTH_STYLE = {"ok": "green", "connecting": "yellow", "unreachable": "red", "discovered": "dim"}
 
 
@@ -69,6 +71,7 @@ class PeersScreen(NodeScreen):
     def __init__(self) -> None:
         super().__init__()
         self._peers: dict[str, dict] = {}  # node id -> the cluster_info() peer, as drawn
+        self._status_timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="peers"):
@@ -80,8 +83,12 @@ class PeersScreen(NodeScreen):
             yield Static("", id="peers-status")
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Pair with peer", "Open Pairing for the selected discovered node", self.action_pair)
-        yield SystemCommand("Unpair peer", "Remove trust with the selected paired node", self.action_unpair)
+        yield SystemCommand(
+            "Pair with peer", "Open Pairing for the selected discovered node", self.action_pair
+        )
+        yield SystemCommand(
+            "Unpair peer", "Remove trust with the selected paired node", self.action_unpair
+        )
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[str]) -> None:
@@ -97,6 +104,8 @@ class PeersScreen(NodeScreen):
         if selected is not None and selected["id"] in table.rows:
             table.move_cursor(row=table.get_row_index(selected["id"]))
         table.display = bool(peers)
+        self.query_one("#peer-detail").display = bool(peers)
+        self.query_one("#hint").display = self.node.cluster is not None  # no keys apply in solo
         empty = self.query_one("#peers-empty", Static)
         empty.display = not peers
         if self.node.cluster is None:
@@ -105,7 +114,9 @@ class PeersScreen(NodeScreen):
                 f"mode is [b]{escape(self.node.settings.mode)}[/] and no cluster is running."
             )
         else:
-            empty.update("No peers yet. Other Salut nodes on this network appear here; 6 pairs one.")
+            empty.update(
+                "No peers yet. Other Salut nodes on this network appear here; 6 pairs one."
+            )
         self._draw_detail()
 
     def tick(self) -> None:
@@ -142,7 +153,9 @@ class PeersScreen(NodeScreen):
         if not peer["paired"]:
             lines.append(f"Seen {ago}. Not paired: it gets no requests from here. Enter pairs it.")
         elif peer["health"] != "ok":
-            lines.append(f"Seen {ago}. Paired, {escape(peer['health'])}: requests go elsewhere until it is back.")
+            lines.append(
+                f"Seen {ago}. Paired, {escape(peer['health'])}: requests go elsewhere until it is back."
+            )
         else:
             lines.append(
                 f"Seen {ago} · {peer.get('requests_in_flight', 0)} in flight · "
@@ -163,15 +176,19 @@ class PeersScreen(NodeScreen):
         return self._peers.get(row_key.value or "")
 
     def show_status(self, text: str, *, error: bool = False) -> None:
+        """One line about the last action; it goes after a while, as the table moves on."""
         status = self.query_one("#peers-status", Static)
         status.set_class(error, "error")
         status.update(escape(text))
+        if self._status_timer is not None:
+            self._status_timer.stop()
+        self._status_timer = self.set_timer(STATUS_SECONDS, lambda: status.update(""))
 
     def on_data_table_row_highlighted(self) -> None:
         self._draw_detail()
 
-    def on_data_table_row_selected(self) -> None:
-        self.action_pair()
+    async def on_data_table_row_selected(self) -> None:
+        await self.action_pair()
 
     # ---- actions -----------------------------------------------------------------------
     async def action_pair(self) -> None:
@@ -196,7 +213,9 @@ class PeersScreen(NodeScreen):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run_worker(self._unpair(peer["id"], peer["name"]), group="unpair", exit_on_error=False)
+                self.run_worker(
+                    self._unpair(peer["id"], peer["name"]), group="unpair", exit_on_error=False
+                )
 
         self.app.push_screen(ConfirmUnpair(peer["name"]), answered)
 
