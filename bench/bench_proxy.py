@@ -6,6 +6,7 @@ of each path, the TTFT added by the proxy and the rate ratio. Targets: ratio >= 
 TTFT <= 10 ms.
 
     python bench/bench_proxy.py [--runs 7] [--max-tokens 300] [--model-dir DIR --model-id ID]
+                                [--prompt TEXT]
 
 Without --model-dir it builds the test suite's tiny random llama (so the rate is high and any
 per-token overhead shows up more than it would with a real model).
@@ -92,9 +93,9 @@ class Proc:
                 os.kill(self.proc.pid, signal.SIGKILL)
 
 
-def stream_once(base: str, model: str, max_tokens: int) -> tuple[float, float, int]:
+def stream_once(base: str, model: str, max_tokens: int, prompt: str = "hello") -> tuple[float, float, int]:
     """(TTFT seconds, decode tokens/s, tokens) for one streaming request."""
-    body = {"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens,
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True}  # fmt: skip
     req = urllib.request.Request(f"{base}/v1/chat/completions", data=json.dumps(body).encode())
     req.add_header("Content-Type", "application/json")
@@ -107,8 +108,8 @@ def stream_once(base: str, model: str, max_tokens: int) -> tuple[float, float, i
             if not line.startswith(b"data: {"):
                 continue
             choices = json.loads(line[6:]).get("choices") or [{}]
-            if choices[0].get("delta", {}).get("content") is None:
-                continue
+            if not choices[0].get("delta", {}).get("content"):
+                continue  # the opening role chunk, or text held back for a stop string
             last = time.perf_counter()
             first = first or last
             tokens += 1
@@ -122,6 +123,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=300)
     parser.add_argument("--model-dir", type=Path)
     parser.add_argument("--model-id", default="bench/model")
+    parser.add_argument("--prompt", default="hello", help="user message (ask for a long answer)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="salut-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -143,8 +145,8 @@ def main() -> int:
                 stream_once(base, args.model_id, 8)
             results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "proxied": []}
             for _ in range(args.runs):  # interleaved, so load on this machine hits both alike
-                results["direct"].append(stream_once(b.base, args.model_id, args.max_tokens))
-                results["proxied"].append(stream_once(a.base, args.model_id, args.max_tokens))
+                results["direct"].append(stream_once(b.base, args.model_id, args.max_tokens, args.prompt))
+                results["proxied"].append(stream_once(a.base, args.model_id, args.max_tokens, args.prompt))
         finally:
             a.stop()
             b.stop()

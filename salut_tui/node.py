@@ -206,7 +206,9 @@ class Node:
         }
 
     # ---- generation --------------------------------------------------------------------
-    def _local_can_serve(self, model_id: str) -> bool:
+    def can_serve_locally(self, model_id: str) -> bool:
+        """This node has the model loaded, or could load it (the routing prefers peers that
+        already hold a model over loading it here)."""
         if self.engine is None:
             return False
         if self.engine.is_loaded(model_id):
@@ -228,7 +230,7 @@ class Node:
             routed = self.cluster.route(request)
             if routed is not None:
                 return routed
-        if self._local_can_serve(request.model):
+        if self.can_serve_locally(request.model):
             # Available here but not loaded: load on demand (refused if it does not fit).
             await self.load_model(request.model)
             return "local", self.engine.generate(request)  # type: ignore[union-attr]

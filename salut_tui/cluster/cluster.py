@@ -285,7 +285,7 @@ class Cluster:
             return None  # a peer sent this here to be served locally
         by_id = {r.node_id: r for r in self.table.all()}
         candidates = [c for r in by_id.values() if (c := r.candidate()) is not None]
-        local_can_load = self.node._local_can_serve(request.model)
+        local_can_load = self.node.can_serve_locally(request.model)
         chosen = [by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)]
         if not chosen:
             return None
