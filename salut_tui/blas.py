@@ -101,8 +101,9 @@ def detect_active_blas() -> str:
     import mlx.core  # noqa: F401  (maps libmlx and the BLAS it was linked with)
 
     provider = _global_symbol_library(_PROBE_SYMBOL)
-    if provider and blas_kind(provider):
-        return _describe(blas_kind(provider) or "", provider)
+    kind = blas_kind(provider) if provider else None
+    if provider and kind:
+        return _describe(kind, provider)
     for path in mapped_libraries():
         kind = blas_kind(path)
         if kind:
@@ -140,7 +141,8 @@ def installed_fast_blas() -> dict[str, Path]:
     if not sys.platform.startswith("linux"):
         return {}
     openblas = [Path(p) for pattern in _OPENBLAS_PATHS for p in sorted(glob.glob(pattern))]
-    candidates = {"mkl": _mkl_candidates(), "openblas": openblas + _ldconfig_openblas()}
+    # `ldconfig -p` is a subprocess on every start: ask it only when the usual places are empty.
+    candidates = {"mkl": _mkl_candidates(), "openblas": openblas or _ldconfig_openblas()}
     found = {}
     for kind, paths in candidates.items():
         existing = next((path for path in paths if path.is_file()), None)

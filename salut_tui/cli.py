@@ -13,8 +13,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from salut_tui import __version__
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
+from salut_tui.engine.types import ModelError
 
 if TYPE_CHECKING:
     from salut_tui.node import Node
@@ -87,7 +90,10 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Path | None]
     }
     for key, value in overrides.items():
         if value is not None:
-            setattr(settings, key, value)
+            try:
+                setattr(settings, key, value)  # validated on assignment (e.g. --port 70000)
+            except ValidationError as exc:
+                raise ConfigError(f"command line: {key}: {exc.errors()[0]['msg']}") from None
     return settings, path
 
 
@@ -205,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         from salut_tui.ui.app import run_ui
 
         return run_ui(settings, config_path, args.model)
+    except ModelError as exc:  # `--model DIR` naming a directory that holds no model
+        print(f"salut: {exc}", file=sys.stderr)
+        return 2
     finally:
         _release_mlx_streams()
 

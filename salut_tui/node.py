@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,12 +55,6 @@ class NodeStats:
     uptime: float
 
 
-@dataclass(slots=True)
-class _Counters:
-    in_flight: int = 0
-    served: int = 0
-
-
 class Node:
     def __init__(self, settings: Settings, *, config_path: Path | None = None) -> None:
         self.settings = settings
@@ -82,7 +76,7 @@ class Node:
         self.blas = detect_active_blas()  # shown in logs, the UI and /v1/cluster
         self.port: int = settings.port
         self._runner: web.AppRunner | None = None
-        self._counters = _Counters()
+        self._in_flight = 0  # requests in Node.generate: local and proxied alike
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
 
@@ -101,7 +95,8 @@ class Node:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
         await site.start()
-        self.port = _bound_port(self._runner) or self.settings.port
+        addresses = self._runner.addresses  # the port the OS picked when settings.port is 0
+        self.port = addresses[0][1] if addresses else self.settings.port
         if self.cluster is not None:  # cluster plug-in: needs the bound port to announce
             await self.cluster.start()
         log.info("Salut %s serving the API on http://%s:%d/v1", __version__, self.settings.host, self.port)
@@ -148,6 +143,27 @@ class Node:
             raise ModelError(f"model '{model_id}' is not loaded", status=404, code="model_not_found")
         await self.engine.unload(model_id)
 
+    async def import_gguf(
+        self,
+        gguf_path: Path,
+        model_id: str,
+        *,
+        dtype: str = "float32",
+        progress: Callable[[float, str], None] | None = None,
+    ) -> Path:
+        """Convert a GGUF file into `<models_dir>/<org>/<name>` (MLX work: on the engine's
+        thread when there is one). `progress` is called from that thread."""
+        from salut_tui.engine.gguf_import import import_gguf
+
+        out = self.settings.models_path().joinpath(*model_id.split("/", 1))
+
+        def convert() -> Path:
+            return import_gguf(gguf_path, out, model_id=model_id, dtype=dtype, progress=progress)
+
+        if self.engine is not None:
+            return await self.engine.run_on_mlx_thread(convert)
+        return await asyncio.to_thread(convert)
+
     def local_models(self) -> list[ModelInfo]:
         """Models this node has loaded, then the ones it could load."""
         loaded = {m.model_id: m for m in (self.engine.loaded() if self.engine else [])}
@@ -174,7 +190,7 @@ class Node:
     def stats(self) -> NodeStats:
         mem = memory_status()
         return NodeStats(
-            in_flight=self._counters.in_flight,
+            in_flight=self._in_flight,
             queued=self.engine.queued if self.engine else 0,
             tokens_per_second=self.engine.tokens_per_second() if self.engine else 0.0,
             memory_total=mem.total,
@@ -254,7 +270,7 @@ class Node:
         started = time.perf_counter()
         first_token_at: float | None = None
         completion_tokens = 0
-        self._counters.in_flight += 1
+        self._in_flight += 1
         self.events.publish(
             StreamStarted(
                 request.request_id,
@@ -280,8 +296,7 @@ class Node:
                 yield chunk
         finally:
             await _aclose(chunks)
-            self._counters.in_flight -= 1
-            self._counters.served += 1
+            self._in_flight -= 1
             elapsed = time.perf_counter() - started
             ttft = None if first_token_at is None else first_token_at - started
             decode_time = None if first_token_at is None else time.perf_counter() - first_token_at
@@ -311,11 +326,3 @@ async def _aclose(iterator: AsyncIterator[Chunk]) -> None:
     aclose = getattr(iterator, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def _bound_port(runner: web.AppRunner) -> int | None:
-    for server in runner.sites:
-        srv = getattr(server, "_server", None)
-        if srv is not None and srv.sockets:
-            return srv.sockets[0].getsockname()[1]
-    return None

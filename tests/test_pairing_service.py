@@ -12,8 +12,8 @@ from aiohttp import web
 
 from salut_tui.pairing.exchange import Party, start_pake
 from salut_tui.pairing.identity import Identity
-from salut_tui.pairing.machine import Role, State
-from salut_tui.pairing.service import PAIR_PATH, PairingError, PairingService
+from salut_tui.pairing.machine import Event, Role, State
+from salut_tui.pairing.service import PAIR_PATH, PairingError, PairingService, _Attempt
 from salut_tui.pairing.trust import TrustStore
 
 
@@ -150,3 +150,38 @@ async def test_code_that_is_not_a_code_never_touches_the_network(net) -> None:  
         await joiner.service.join(session, address, "hello world")
     assert failed.value.reason == "invalid_code"
     assert host.service.status()["state"] == "waiting"
+
+
+async def test_joiner_gone_before_the_answer_fails_the_attempt_not_the_host(tmp_path: Path) -> None:
+    """A hello, then a socket that is closed when the host answers: the send fails, and the
+    attempt must still end (failed, counted), or every later code would be refused as busy."""
+    host = Side(tmp_path, "A")
+    code = host.service.create_code()["code"]
+    joiner = Identity.generate()
+    hello = Party(joiner.node_id, "B", joiner.public_key, start_pake(Role.JOINER, code).start())
+    answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def pair(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close()  # what the host finds when the joiner hung up right after its hello
+        attempt = _Attempt(host.service.machine, ws, code, them=hello, address="127.0.0.1:1")  # type: ignore[arg-type]
+        await host.service._feed(attempt, Event.HELLO_RECEIVED)
+        answered.set_result(None)
+        return ws
+
+    app = web.Application()
+    app.router.add_get(PAIR_PATH, pair)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{port}{PAIR_PATH}") as ws:
+        await ws.receive()
+    await asyncio.wait_for(answered, 5)
+    await runner.cleanup()
+
+    status = host.service.status()
+    assert (status["state"], status["detail"], status["failures"]) == ("failed", "peer_left", 1)
+    assert host.service.create_code()["state"] == "waiting"  # not stuck as "busy"

@@ -12,6 +12,7 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from salut_tui.engine.stops import normalize_stops
 from salut_tui.engine.types import GenerationRequest, SamplingParams
 
 MAX_STOP_SEQUENCES = 4
@@ -107,7 +108,6 @@ class _SamplingBody(BaseModel):
         return self.model or default_model
 
     def sampling(self) -> SamplingParams:
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         # max_completion_tokens is the newer name; when both are given it wins.
         max_tokens = self.max_completion_tokens or self.max_tokens
         return SamplingParams(
@@ -115,7 +115,7 @@ class _SamplingBody(BaseModel):
             top_p=1.0 if self.top_p is None else self.top_p,
             repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty,
             max_tokens=max_tokens,
-            stop=tuple(s for s in stops if s),
+            stop=normalize_stops(self.stop),
             seed=self.seed,
         )
 

@@ -161,12 +161,10 @@ class Cluster:
         try:
             ws, cipher = await asyncio.wait_for(dial(self._session, self.identity, peer), 5.0)
         except UnpairedByPeer as exc:
-            self._dialing.discard(peer.node_id)
             log.info("%s", exc)
             self._forget_trust(peer.node_id)
             return
-        except (NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, ValueError) as exc:
-            self._dialing.discard(peer.node_id)
+        except (NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError, ValueError) as exc:
             delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
             self._backoff[peer.node_id] = (time.monotonic() + delay, delay)
             record = self.table.get(peer.node_id)
@@ -175,7 +173,8 @@ class Cluster:
                 log.info("peer %s unreachable at %s: %s", peer.name, peer.address, exc or type(exc).__name__)
                 self._changed(f"{peer.name} unreachable")
             return
-        self._dialing.discard(peer.node_id)
+        finally:  # whatever happened, the dial loop may try this peer again
+            self._dialing.discard(peer.node_id)
         self._backoff.pop(peer.node_id, None)
         await self._run_link(self._make_link(ws, cipher, peer, initiator=True))
 
@@ -203,16 +202,20 @@ class Cluster:
             return
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
         record.paired = True
-        if record.linked and record.link is not None:
+        replaced = record.link if record.linked else None
+        if replaced is not None:
             dialer = self.node_id if link.initiator else peer.node_id
             if dialer != min(self.node_id, peer.node_id):
                 await link.close()  # the other end keeps the existing link too
                 return
-            await record.link.close()
+        # Attach before closing the one it replaces, so that link's ending finds itself replaced
+        # and does not mark the peer unreachable.
         record.link, record.dial_failed, record.last_seen = link, False, time.time()
-        self._changed(f"linked {peer.name}")
         self._links.add(link)
         try:
+            if replaced is not None:
+                await replaced.close()
+            self._changed(f"linked {peer.name}")
             await link.run()
         finally:
             self._links.discard(link)
@@ -292,7 +295,7 @@ class Cluster:
         return chosen[0].name, generate_remote(request, [(r.name, _link_of(r)) for r in chosen])
 
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
-        healthy = [(r.name, r.state) for r in self.table.all() if r.paired and r.health == "ok"]
+        healthy = [(r.name, r.state) for r in self.table.all() if r.health == "ok"]
         return merge_models(local, healthy)
 
     def self_json(self) -> dict:

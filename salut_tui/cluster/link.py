@@ -238,12 +238,13 @@ class PeerLink:
 
 # ---- handshakes ------------------------------------------------------------------------------
 async def _receive_json(ws: Any) -> dict:
+    """One handshake message; a refusal ({"error": ...}) is for the caller to read."""
     msg = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
     if msg.type is not aiohttp.WSMsgType.TEXT:
         raise NotPaired("link closed during the handshake")
     body = json.loads(msg.data)
-    if "error" in body:
-        raise NotPaired(str(body["error"]))
+    if not isinstance(body, dict):
+        raise NotPaired("malformed handshake message")
     return body
 
 
@@ -281,10 +282,7 @@ async def dial(session: aiohttp.ClientSession, identity: Identity, peer: Trusted
         eph = new_ephemeral()
         mine = bytes(eph.public_key)
         await ws.send_json({"node_id": identity.node_id, "to": peer.node_id, "eph": mine.hex()})
-        msg = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
-        if msg.type is not aiohttp.WSMsgType.TEXT:
-            raise NotPaired("link closed during the handshake")
-        second = json.loads(msg.data)
+        second = await _receive_json(ws)
         if "error" in second:
             if "sig" in second:
                 statement = _unpaired_statement(mine, identity.node_id)

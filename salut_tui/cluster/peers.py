@@ -41,7 +41,7 @@ class PeerRecord:
         return "unreachable"
 
     def candidate(self) -> Candidate | None:
-        if not self.paired or self.health != "ok":
+        if self.health != "ok":  # "ok" only ever means paired and linked
             return None
         s = self.state
         return Candidate(

@@ -47,7 +47,7 @@ def install(app: web.Application, cluster: Cluster) -> None:
         await ws.prepare(request)
         try:
             await cluster.accept_link(ws)
-        except (NotPaired, CryptoFailure, TimeoutError, KeyError, ValueError) as exc:
+        except (NotPaired, CryptoFailure, TimeoutError, KeyError, TypeError, ValueError) as exc:
             log.info("refused a peer link from %s: %s", request.remote, exc)
         await ws.close()
         return ws

@@ -12,8 +12,8 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 
 from salut_tui.config import Settings
 from salut_tui.engine import errors
@@ -34,6 +34,7 @@ from salut_tui.events import (
 __all__ = ["Engine", "LoadedModelInfo"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GIB = 1024**3
 RATE_WINDOW_S = 3.0  # tokens_per_second averages over this many seconds
@@ -66,6 +67,10 @@ class Engine:
         self._keys = itertools.count(1)
         self._models: dict[str, LoadedModelInfo] = {}
         self._loading: dict[str, asyncio.Task[LoadedModelInfo]] = {}
+        # The thread loads one model at a time anyway; holding this across the fit check and the
+        # load makes each check see the memory the previous load took (two preloads at start-up
+        # would otherwise both pass against the same free memory).
+        self._load_lock = asyncio.Lock()
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,7 +119,7 @@ class Engine:
 
     def _refusal(self, request: GenerationRequest) -> Error | None:
         if self._worker is None or self._stopped:
-            return errors.engine_stopped()
+            return errors.engine_stopped().to_error()
         if not self.is_loaded(request.model):
             return errors.model_not_loaded(request.model)
         if self.queued >= self.settings.max_queue:
@@ -157,6 +162,12 @@ class Engine:
         """The loaded model's tokenizer (for counting tokens), or None."""
         return self._worker.tokenizer(model_id) if self._worker else None
 
+    async def run_on_mlx_thread(self, fn: Callable[[], T]) -> T:
+        """Run a blocking function that uses MLX on the engine's thread, between decode steps."""
+        if self._worker is None or self._stopped:
+            raise errors.engine_stopped()
+        return await asyncio.wrap_future(self._worker.call(fn))
+
     # ---- models ------------------------------------------------------------------------
     def loaded(self) -> list[LoadedModelInfo]:
         return list(self._models.values())
@@ -176,19 +187,23 @@ class Engine:
 
     async def _load(self, model_id: str, force: bool) -> LoadedModelInfo:
         if self._worker is None or self._stopped:
-            raise ModelError("the engine is not running", status=503, code="engine_stopped")
+            raise errors.engine_stopped()
         self.events.publish(ModelLoadStarted(model_id))
         try:
-            # Resolving may convert the bundled default model (seconds): keep the loop free.
-            path = await asyncio.to_thread(self.registry.resolve, model_id)
-            self._check_fits(model_id, estimate_model_bytes(path), force)
+            # Resolving may convert the bundled default model (seconds of MLX work): on the
+            # MLX thread, which keeps the loop free and MLX on one thread.
+            path = await self.run_on_mlx_thread(lambda: self.registry.resolve(model_id))
             loop = asyncio.get_running_loop()
 
             def progress(fraction: float, stage: str) -> None:
                 event = ModelLoadProgressed(model_id, fraction, stage)
                 loop.call_soon_threadsafe(self.events.publish, event)
 
-            info = await asyncio.wrap_future(self._worker.load(model_id, path, progress))
+            async with self._load_lock:
+                if self._stopped:  # stopped while resolving or waiting: the thread is gone
+                    raise errors.engine_stopped()
+                self._check_fits(model_id, estimate_model_bytes(path), force)
+                info = await asyncio.wrap_future(self._worker.load(model_id, path, progress))
         except ModelError as exc:
             self.events.publish(ModelLoadFailed(model_id, exc.message))
             raise

@@ -1,8 +1,11 @@
-"""The engine's refusals as OpenAI-shaped Error values (status, type, code, param)."""
+"""The engine's refusals as OpenAI-shaped Error values (status, type, code, param).
+
+`engine_stopped` is a ModelError, since load/unload raise it; requests get its `.to_error()`.
+"""
 
 from __future__ import annotations
 
-from salut_tui.engine.types import Error
+from salut_tui.engine.types import Error, ModelError
 
 
 def model_not_loaded(model_id: str) -> Error:
@@ -35,5 +38,5 @@ def queue_full(limit: int) -> Error:
     )
 
 
-def engine_stopped() -> Error:
-    return Error("the engine is not running", "server_error", "engine_stopped", 503)
+def engine_stopped() -> ModelError:
+    return ModelError("the engine is not running", status=503, code="engine_stopped", type="server_error")

@@ -52,7 +52,6 @@ class _Active:
     key: int
     request: GenerationRequest
     sink: Sink
-    model_id: str
     uid: int
     text: TextStream
     started: bool = False
@@ -111,6 +110,13 @@ class Worker:
     def stop(self) -> None:
         self._commands.put(("stop", ()))
 
+    def call(self, fn: Callable[[], Any]) -> Future:
+        """Run `fn` on the MLX thread between decode steps: MLX work that is not a generation
+        (converting a GGUF file) must not run on another thread beside the decoding."""
+        done: Future = Future()
+        self._commands.put(("call", (fn, done)))
+        return done
+
     def tokenizer(self, model_id: str) -> Any:
         model = self._models.get(model_id)
         return model.loaded.tokenizer if model else None
@@ -149,7 +155,7 @@ class Worker:
 
     def _refuse_leftovers(self) -> None:
         """Commands that arrived after stop: nothing may wait forever on them."""
-        stopped = ModelError("the engine stopped", status=503, code="engine_stopped")
+        stopped = errors.engine_stopped()
         while True:
             try:
                 name, args = self._commands.get_nowait()
@@ -157,7 +163,7 @@ class Worker:
                 return
             if name == "submit":
                 self._emit(args[2], Finish("cancelled", Usage(0, 0)))
-            elif name in ("load", "unload"):
+            elif name in ("load", "unload", "call"):
                 args[-1].set_exception(stopped)
 
     def _step_all(self) -> None:
@@ -177,7 +183,7 @@ class Worker:
 
     def _finish(self, active: _Active, final: Finish | Error) -> None:
         self._by_key.pop(active.key, None)
-        model = self._models.get(active.model_id)
+        model = self._models.get(active.request.model)
         if model is not None:
             model.by_uid.pop(active.uid, None)
         self._emit(active.sink, final)
@@ -215,7 +221,7 @@ class Worker:
         self.cached_prompt_tokens += len(prompt) - len(rest)
         detokenizer = model.loaded.tokenizer.detokenizer  # a fresh one per request
         text = TextStream(detokenizer, request.sampling.stop, len(prompt))
-        active = _Active(key, request, sink, request.model, uid, text)
+        active = _Active(key, request, sink, uid, text)
         model.by_uid[uid] = active
         self._by_key[key] = active
 
@@ -223,7 +229,7 @@ class Worker:
         active = self._by_key.get(key)
         if active is None:
             return  # already finished
-        model = self._models.get(active.model_id)
+        model = self._models.get(active.request.model)
         if model is not None:
             model.generator.remove([active.uid])
         self._finish(active, Finish("cancelled", active.text.usage))
@@ -307,13 +313,18 @@ class Worker:
         if model is not None:
             gone = Error(f"the model '{model_id}' was unloaded", code="model_unloaded", status=503)
             for active in list(model.by_uid.values()):
-                self._by_key.pop(active.key, None)
-                self._emit(active.sink, gone)
+                self._finish(active, gone)
             model.generator.close()
             del model
             gc.collect()
             mx.clear_cache()
         done.set_result(None)
+
+    def _call(self, fn: Callable[[], Any], done: Future) -> None:
+        try:
+            done.set_result(fn())
+        except Exception as exc:  # travels to the caller as a value, the thread goes on
+            done.set_exception(exc)
 
     def _stop(self) -> None:
         for active in list(self._by_key.values()):

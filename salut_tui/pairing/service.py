@@ -160,6 +160,8 @@ class PairingService:
         attempt = _Attempt(m, ws, self._code, them=them, address=f"{_host_for_url(remote_host)}:{port}")
         self._peer_name = them.name
         await self._feed(attempt, Event.HELLO_RECEIVED)
+        if m.finished:  # the joiner left before our PAKE message went out
+            return
         try:
             confirm = await _receive(ws, "confirm")
             check_confirm(bytes.fromhex(confirm["box"]), Role.JOINER, them.public_key, attempt.shared or b"\0" * 32, attempt.transcript())
@@ -228,13 +230,24 @@ class PairingService:
     # ---- actions -----------------------------------------------------------------------
     async def _feed(self, attempt: _Attempt, event: Event) -> None:
         actions = attempt.machine.feed(event)
+        socket_lost = False
         for action in actions:
-            if action is not Action.CLOSE:
+            if action is Action.CLOSE:
+                continue
+            try:
                 await self._perform(attempt, action)
+            except ConnectionError:
+                # The other side hung up under a send. The actions after it (count the failure,
+                # burn the code) still run, and the attempt then fails: it must never stay
+                # half-way, or every later code would be refused as "busy".
+                socket_lost = True
         self._detail = attempt.extra.get("reason", "") if attempt.machine.state is State.FAILED else ""
         self._changed()  # before closing: the close handshake waits on the other side
         if Action.CLOSE in actions:
             await self._perform(attempt, Action.CLOSE)
+        if socket_lost and not attempt.machine.finished:
+            attempt.extra.setdefault("reason", "peer_left")
+            await self._feed(attempt, Event.PEER_LEFT)
 
     async def _perform(self, attempt: _Attempt, action: Action) -> None:
         ws = attempt.ws

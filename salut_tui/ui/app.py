@@ -184,7 +184,7 @@ class SalutApp(App[int]):
     def on_log_posted(self, message: LogPosted) -> None:
         self.state.logs.append(message.entry)
         screen = self.screen
-        if isinstance(screen, LogsScreen):
+        if isinstance(screen, LogsScreen) and screen.is_mounted:  # else resume replays it
             screen.append(message.entry)
 
     def _tick(self) -> None:

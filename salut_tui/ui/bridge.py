@@ -47,7 +47,6 @@ class EventBridge:
         elif isinstance(event, PeersChanged):
             self._changed("peers")
         elif isinstance(event, PairingChanged):
-            self._state.pairing = event
             self._changed("pairing")
 
     def _changed(self, topic: str) -> None:

@@ -12,8 +12,6 @@ from textual.message import Message
 from salut_tui.events import Event
 from salut_tui.ui.state import LogEntry
 
-TOPICS = ("streams", "models", "peers", "pairing", "logs")
-
 
 class NodeChanged(Message):
     """Part of the UI state changed; the current screen should redraw that part."""

@@ -18,7 +18,6 @@ from salut_tui.events import (
     ModelLoadProgressed,
     ModelLoadStarted,
     ModelUnloaded,
-    PairingChanged,
     StreamFinished,
     StreamStarted,
     StreamTokensReceived,
@@ -170,7 +169,6 @@ class UIState:
     def __init__(self) -> None:
         self.streams = StreamBook()
         self.models = ModelLoads()
-        self.pairing: PairingChanged | None = None
         self.logs: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
 
     def logs_at_least(self, level: int) -> list[LogEntry]:

@@ -69,7 +69,8 @@ class ChatScreen(NodeScreen):
     def redraw(self, topics: set[str]) -> None:
         select = self.query_one("#chat-model", Select)
         current = select.value
-        ids = [m.id for m in self.node.models()]
+        models = self.node.models()
+        ids = [m.id for m in models]
         default = self.node.settings.default_model
         if default not in ids:
             ids.append(default)
@@ -77,7 +78,7 @@ class ChatScreen(NodeScreen):
         if current in ids:
             select.value = current
         else:
-            loaded = [m.id for m in self.node.models() if m.loaded]
+            loaded = [m.id for m in models if m.loaded]
             select.value = loaded[0] if loaded else default
 
     def set_status(self, text: str, *, error: bool = False) -> None:

@@ -54,9 +54,13 @@ class ImportDialog(ModalScreen[ImportRequest | None]):
         self.dismiss(None)
 
     def _submit(self) -> None:
-        path = Path(self.query_one("#import-path", Input).value.strip()).expanduser()
-        model_id = self.query_one("#import-id", Input).value.strip()
         error = self.query_one("#import-error", Static)
+        typed = Path(self.query_one("#import-path", Input).value.strip())
+        try:
+            path = typed.expanduser()
+        except RuntimeError:  # "~someone/..." for a user that does not exist
+            path = typed
+        model_id = self.query_one("#import-id", Input).value.strip()
         if not path.is_file():
             error.update(f"No such file: {path}")
             return

@@ -184,25 +184,17 @@ class ModelsScreen(NodeScreen):
             self.run_worker(self._import(request), group="import", exit_on_error=False)
 
     async def _import(self, request: ImportRequest) -> None:
-        from salut_tui.engine.gguf_import import import_gguf
-
-        out = self.node.settings.models_path().joinpath(*request.model_id.split("/", 1))
         loop = asyncio.get_running_loop()
 
-        def progress(fraction: float, stage: str) -> None:  # called on the import thread
+        def progress(fraction: float, stage: str) -> None:  # called on the engine's thread
             loop.call_soon_threadsafe(
                 self.show_status, f"Importing {request.model_id}: {fraction * 100:.0f}% {stage}"
             )
 
         self.show_status(f"Importing {request.gguf_path.name} as {request.model_id}…")
         try:
-            await asyncio.to_thread(
-                import_gguf,
-                request.gguf_path,
-                out,
-                model_id=request.model_id,
-                dtype=request.dtype,
-                progress=progress,
+            out = await self.node.import_gguf(
+                request.gguf_path, request.model_id, dtype=request.dtype, progress=progress
             )
         except Exception as exc:
             log.warning("import of %s failed", request.gguf_path, exc_info=True)

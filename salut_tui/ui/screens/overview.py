@@ -38,6 +38,7 @@ class OverviewScreen(NodeScreen):
         self._draw_node()
         if topics & {"streams", "models"}:
             self._draw_activity()
+        if "models" in topics:
             self._draw_models()
         if "peers" in topics:
             self._draw_peers()
@@ -79,12 +80,14 @@ class OverviewScreen(NodeScreen):
         self.query_one("#activity-card", Static).update("\n".join(lines))
 
     def _draw_models(self) -> None:
-        loaded = [m for m in self.node.local_models() if m.loaded]
+        # The engine's own list: `local_models()` would also scan the model directories.
+        engine = self.node.engine
+        loaded = engine.loaded() if engine is not None else []
         if not loaded:
             text = "[dim]No model loaded. Press 2 for Models to load one.[/]"
         else:
             text = "\n".join(
-                f"● {m.id}  [dim]{self.figures.bytes(m.memory_bytes)}[/]" for m in loaded
+                f"● {m.model_id}  [dim]{self.figures.bytes(m.memory_bytes)}[/]" for m in loaded
             )
         self.query_one("#loaded-models", Static).update(text)
 

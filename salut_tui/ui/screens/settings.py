@@ -56,10 +56,10 @@ class SettingsScreen(NodeScreen):
                 yield Button("Generate", id="key-generate", compact=True)
                 yield Button("Show", id="key-show", compact=True)
                 yield Button("Clear", id="key-clear", compact=True)
-            models = self._model_choices()
+            default = self.node.settings.default_model  # load_form adds the other models
             yield from self._row(
                 "Default model",
-                Select(models, id="set-default_model", compact=True, allow_blank=False),
+                Select([(default, default)], id="set-default_model", compact=True, allow_blank=False),
             )
             themes = [(t, t) for t in self.salut.theme_names]
             yield from self._row(
@@ -85,19 +85,15 @@ class SettingsScreen(NodeScreen):
         yield SystemCommand("Generate API key", "Make a new random API key", self._generate_key)
 
     # ---- form <-> settings -------------------------------------------------------------
-    def _model_choices(self) -> list[tuple[str, str]]:
-        ids = [self.node.settings.default_model, *(m.id for m in self.node.local_models())]
-        return [(i, i) for i in dict.fromkeys(ids)]
-
     def load_form(self) -> None:
         settings = self.node.settings
         self.query_one("#set-node_name", Input).value = settings.node_name
         self.query_one("#set-host", Input).value = settings.host
         self.query_one("#set-port", Input).value = str(self.node.settings.port)
         self.query_one("#set-api_key", Input).value = settings.api_key
-        models = [m.id for m in self.node.local_models()]
+        models = [m.id for m in self.node.local_models()]  # scans the model directories: once
         model_select = self.query_one("#set-default_model", Select)
-        model_select.set_options(self._model_choices())
+        model_select.set_options([(i, i) for i in dict.fromkeys([settings.default_model, *models])])
         model_select.value = settings.default_model
         if settings.theme in self.salut.theme_names:
             self.query_one("#set-theme", Select).value = settings.theme

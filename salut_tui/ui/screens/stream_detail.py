@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Static
 
 from salut_tui.ui.format import Figures, printable
@@ -38,6 +39,7 @@ class StreamDetail(ModalScreen[None]):
         super().__init__()
         self.record = record
         self.figures = figures
+        self._follower: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="stream-detail", classes="dialog"):
@@ -48,11 +50,13 @@ class StreamDetail(ModalScreen[None]):
 
     def on_mount(self) -> None:
         if self.record.live:
-            self.set_interval(0.25, self._follow)
+            self._follower = self.set_interval(0.25, self._follow)
 
     def _follow(self) -> None:
         self.query_one("#detail-summary", Static).update(stream_summary(self.record, self.figures))
         self.query_one("#detail-text", Static).update(printable(self.record.text))
+        if not self.record.live and self._follower is not None:  # final: nothing changes now
+            self._follower.stop()
 
     def action_close(self) -> None:
         self.dismiss(None)
