@@ -216,12 +216,22 @@ class PeerLink:
     async def _tick(self) -> None:
         with contextlib.suppress(LinkLost, ConnectionError, RuntimeError):
             while not self.closed:
-                await self.send(Kind.PING, 0, struct.pack(">d", time.perf_counter()))
-                await self.send(Kind.STATE, 0, json.dumps(self._state()).encode())
+                try:
+                    # A send can block on a full socket buffer when the network is cut without
+                    # a reset; the silence check below must still run, so sends are bounded.
+                    await asyncio.wait_for(self._send_tick(), DEAD_AFTER)
+                except TimeoutError:
+                    log.warning("peer %s: link stalled for %.0f s: closing it", self.peer.name, DEAD_AFTER)
+                    await self.close()
+                    return
                 await asyncio.sleep(TICK)
                 if time.monotonic() - self.last_received > DEAD_AFTER:
                     log.warning("peer %s silent for %.0f s: closing its link", self.peer.name, DEAD_AFTER)
                     await self.close()
+
+    async def _send_tick(self) -> None:
+        await self.send(Kind.PING, 0, struct.pack(">d", time.perf_counter()))
+        await self.send(Kind.STATE, 0, json.dumps(self._state()).encode())
 
     async def close(self) -> None:
         if self.closed:
