@@ -39,13 +39,14 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> dic
     raise AssertionError("node did not become healthy")
 
 
-@pytest.fixture
-def serve_node(tmp_path: Path, tiny_model_path: Path):
+@pytest.fixture(params=["serve", "--headless"])
+def serve_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_path: Path):
+    """A headless node: `salut serve`, and `salut --headless`, which must be the same thing."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SALUT_CONFIG"}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no stray user config
     cmd = [
-        sys.executable, "-m", "salut_tui", "serve",
+        sys.executable, "-m", "salut_tui", request.param,
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data"),
         "--mode", "solo", "--model", str(tiny_model_path),
     ]
