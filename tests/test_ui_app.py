@@ -95,8 +95,8 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         for mode, key, _title in SCREENS:
             await pilot.press(key)
-            await pilot.pause()
-            assert type(app.screen).__name__ == SCREEN_CLASSES[mode]
+            # A screen switch completes over a few loop turns, more on a busy machine.
+            await wait_for(pilot, lambda mode=mode: type(app.screen).__name__ == SCREEN_CLASSES[mode])
             if mode == "chat":
                 await pilot.press("escape")  # leave the prompt, as the hint line says
         titles = [c.title for c in app.get_system_commands(app.screen)]
@@ -104,13 +104,12 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
             assert f"Show {title}" in titles
         # From inside the chat prompt, digits type text but F-keys still switch screens.
         await pilot.press("4")
-        await pilot.pause()
-        assert isinstance(app.focused, Input)
+        await wait_for(pilot, lambda: isinstance(app.focused, Input))
         await pilot.press("2")
+        await pilot.pause()
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f3")
-        await pilot.pause()
-        assert isinstance(app.screen, StreamsScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, StreamsScreen))
 
 
 async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
