@@ -61,7 +61,7 @@ async def test_bodies_that_are_not_json_objects(client, path: str, raw: bytes) -
         ({"temperature": 3}, "temperature"),
         ({"temperature": -1}, "temperature"),
         ({"temperature": "0.7"}, "temperature"),
-        ({"top_p": 0}, "top_p"),
+        ({"top_p": -0.1}, "top_p"),
         ({"top_p": 1.01}, "top_p"),
         ({"max_tokens": -5}, "max_tokens"),
         ({"max_tokens": "ten"}, "max_tokens"),

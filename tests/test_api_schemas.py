@@ -110,7 +110,7 @@ def test_unknown_client_fields_are_accepted_and_ignored() -> None:
         ({"temperature": -0.1}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": "1.0"}, "temperature"),  # strict: no silent casting of strings
-        ({"top_p": 0}, "top_p"),
+        ({"top_p": -0.1}, "top_p"),
         ({"top_p": 1.5}, "top_p"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"max_tokens": 1.5}, "max_tokens"),

@@ -112,6 +112,15 @@ async def test_top_p_sampling_runs_and_is_seeded(engine, tiny_model_id) -> None:
     assert first == second and final(chunks).reason in ("length", "stop")
 
 
+async def test_top_p_zero_is_greedy(engine, tiny_model_id) -> None:
+    greedy, _ = await collect(engine, chat(tiny_model_id, temperature=0.0, max_tokens=24))
+    for seed in (1, 2):
+        text, _ = await collect(
+            engine, chat(tiny_model_id, temperature=1.0, top_p=0.0, seed=seed, max_tokens=24)
+        )
+        assert text == greedy
+
+
 async def test_concurrent_streams_are_batched(engine, tiny_model_id) -> None:
     """8 concurrent streams: aggregate tokens/s well above one stream's."""
     prompt = "Salut turns the machines on a LAN into one private inference cluster."

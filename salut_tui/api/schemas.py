@@ -72,7 +72,7 @@ class _SamplingBody(BaseModel):
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_p: float | None = Field(None, ge=0.0, le=1.0)  # 0 keeps only the top token: greedy
     repetition_penalty: float | None = Field(None, gt=0.0)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)

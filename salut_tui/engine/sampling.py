@@ -22,8 +22,9 @@ LogitsProcessor = Callable[[mx.array, mx.array], mx.array]
 
 
 def build_sampler(params: SamplingParams) -> Sampler | None:
-    """None for greedy decoding (temperature 0), else a seeded categorical sampler."""
-    if params.temperature <= 0.0:
+    """None for greedy decoding (temperature 0, or top_p 0: a nucleus of only the most likely
+    token, as OpenAI treats it), else a seeded categorical sampler."""
+    if params.temperature <= 0.0 or params.top_p <= 0.0:
         return None
     seed = params.seed if params.seed is not None else secrets.randbits(63)
     return KeyedSampler(seed, params.temperature, params.top_p)
