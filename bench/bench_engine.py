@@ -109,10 +109,14 @@ def bench_inprocess(path: Path, max_tokens: int, runs: int) -> tuple[float, floa
     del model, tokenizer
     gc.collect()
     mx.clear_cache()
-    return statistics.median(r.decode_tps for r in results), statistics.median(r.ttft for r in results)
+    return statistics.median(r.decode_tps for r in results), statistics.median(
+        r.ttft for r in results
+    )
 
 
-async def stream_chat(session: aiohttp.ClientSession, url: str, model: str, body_messages, max_tokens: int) -> StreamResult:
+async def stream_chat(
+    session: aiohttp.ClientSession, url: str, model: str, body_messages, max_tokens: int
+) -> StreamResult:
     body = {
         "model": model,
         "messages": body_messages,
@@ -147,7 +151,9 @@ async def bench_server(url: str, model: str, max_tokens: int, streams: int, runs
     timeout = aiohttp.ClientTimeout(total=1800)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         await stream_chat(session, url, model, messages(), 8)  # warm up (and load on demand)
-        singles = [await stream_chat(session, url, model, messages(), max_tokens) for _ in range(runs)]
+        singles = [
+            await stream_chat(session, url, model, messages(), max_tokens) for _ in range(runs)
+        ]
         began = time.perf_counter()
         burst = await asyncio.gather(
             *(stream_chat(session, url, model, messages(i + 1), max_tokens) for i in range(streams))
@@ -193,7 +199,9 @@ def run_salut_node(model_id: str, path: str, port: int, data_dir: str) -> None:
 
 
 class Server:
-    def __init__(self, name: str, command: list[str], port: int, log: Path, env: dict | None = None) -> None:
+    def __init__(
+        self, name: str, command: list[str], port: int, log: Path, env: dict | None = None
+    ) -> None:
         self.name, self.url, self.log = name, f"http://127.0.0.1:{port}", log
         self._log_file = log.open("w")
         self.process = subprocess.Popen(
@@ -235,7 +243,15 @@ async def bench_model(label: str, model_id: str, path: Path, args, workdir: Path
     port = free_port()
     salut = Server(
         "salut",
-        [sys.executable, __file__, "--serve-salut", model_id, str(path), str(port), str(workdir / "data")],
+        [
+            sys.executable,
+            __file__,
+            "--serve-salut",
+            model_id,
+            str(path),
+            str(port),
+            str(workdir / "data"),
+        ],
         port,
         workdir / f"salut-{label}.log",
         env=salut_env(args.blas),
@@ -246,7 +262,10 @@ async def bench_model(label: str, model_id: str, path: Path, args, workdir: Path
     finally:
         salut.stop()
     print(f"   salut BLAS: {salut.blas()}", flush=True)
-    print(f"   salut: {ours['single_tps']:.1f} tok/s single, {ours['aggregate']:.1f} aggregate", flush=True)
+    print(
+        f"   salut: {ours['single_tps']:.1f} tok/s single, {ours['aggregate']:.1f} aggregate",
+        flush=True,
+    )
     port = free_port()
     upstream = Server(
         "mlx_lm.server",
@@ -282,7 +301,9 @@ def prepare_blas(mode: str) -> None:
     if mode == "fast" and not active.startswith(("openblas", "mkl")):
         library = find_fast_blas()
         if library is None:
-            raise SystemExit("no fast BLAS installed (apt install libopenblas0-pthread, or pip install mkl)")
+            raise SystemExit(
+                "no fast BLAS installed (apt install libopenblas0-pthread, or pip install mkl)"
+            )
         env = {**os.environ, "LD_PRELOAD": str(library)}
         os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
     if mode == "as-shipped" and os.environ.get("LD_PRELOAD"):
@@ -329,7 +350,9 @@ def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--serve-salut":
         run_salut_node(*sys.argv[2:5], sys.argv[5])
         return 0
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--blas", choices=["same", "fast", "as-shipped"], default="same")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--streams", type=int, default=8)
@@ -341,10 +364,16 @@ def main() -> int:
     prepare_blas(args.blas)
     with tempfile.TemporaryDirectory(prefix="salut-bench-") as tmp:
         workdir = Path(tmp)
-        figures = [asyncio.run(bench_model(label, mid, path, args, workdir)) for label, mid, path in models_to_run(args, workdir)]
+        figures = [
+            asyncio.run(bench_model(label, mid, path, args, workdir))
+            for label, mid, path in models_to_run(args, workdir)
+        ]
         report(figures)
     if args.json:
-        rows = [{**asdict(f), "single_ratio": f.single_ratio, "batch_ratio": f.batch_ratio} for f in figures]
+        rows = [
+            {**asdict(f), "single_ratio": f.single_ratio, "batch_ratio": f.batch_ratio}
+            for f in figures
+        ]
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
 

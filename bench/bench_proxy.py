@@ -37,7 +37,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def call(url: str, body: dict | None = None, token: str | None = None, method: str | None = None) -> dict:
+def call(
+    url: str, body: dict | None = None, token: str | None = None, method: str | None = None
+) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
     req.add_header("Content-Type", "application/json")
@@ -74,7 +76,9 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"{self.name} exited:\n{(self.root / 'node.log').read_text()[-2000:]}")
+                raise SystemExit(
+                    f"{self.name} exited:\n{(self.root / 'node.log').read_text()[-2000:]}"
+                )
             try:
                 result = check()
                 if result:
@@ -93,7 +97,9 @@ class Proc:
                 os.kill(self.proc.pid, signal.SIGKILL)
 
 
-def stream_once(base: str, model: str, max_tokens: int, prompt: str = "hello") -> tuple[float, float, int]:
+def stream_once(
+    base: str, model: str, max_tokens: int, prompt: str = "hello"
+) -> tuple[float, float, int]:
     """(TTFT seconds, decode tokens/s, tokens) for one streaming request."""
     body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
             "temperature": 0, "stream": True}  # fmt: skip
@@ -136,17 +142,36 @@ def main() -> int:
         a = Proc(tmp, "A", free_port(), {})
         try:
             for node in (a, b):
-                node.wait(lambda node=node: call(f"{node.base}/salut/hello"), f"{node.name} to start")
-            b.wait(lambda: any(m["loaded"] for m in call(f"{b.base}/v1/models")["data"]), "B to load the model")
+                node.wait(
+                    lambda node=node: call(f"{node.base}/salut/hello"), f"{node.name} to start"
+                )
+            b.wait(
+                lambda: any(m["loaded"] for m in call(f"{b.base}/v1/models")["data"]),
+                "B to load the model",
+            )
             code = call(f"{a.base}/salut/control/pair/code", {}, a.token())["code"]
-            call(f"{b.base}/salut/control/pair/join", {"address": f"127.0.0.1:{a.port}", "code": code}, b.token())
-            a.wait(lambda: any(p["health"] == "ok" and p["loaded_models"] for p in call(f"{a.base}/v1/cluster")["peers"]), "A to see B's model")
+            call(
+                f"{b.base}/salut/control/pair/join",
+                {"address": f"127.0.0.1:{a.port}", "code": code},
+                b.token(),
+            )
+            a.wait(
+                lambda: any(
+                    p["health"] == "ok" and p["loaded_models"]
+                    for p in call(f"{a.base}/v1/cluster")["peers"]
+                ),
+                "A to see B's model",
+            )
             for base in (b.base, a.base):  # warm up both paths
                 stream_once(base, args.model_id, 8)
             results: dict[str, list[tuple[float, float, int]]] = {"direct": [], "proxied": []}
             for _ in range(args.runs):  # interleaved, so load on this machine hits both alike
-                results["direct"].append(stream_once(b.base, args.model_id, args.max_tokens, args.prompt))
-                results["proxied"].append(stream_once(a.base, args.model_id, args.max_tokens, args.prompt))
+                results["direct"].append(
+                    stream_once(b.base, args.model_id, args.max_tokens, args.prompt)
+                )
+                results["proxied"].append(
+                    stream_once(a.base, args.model_id, args.max_tokens, args.prompt)
+                )
         finally:
             a.stop()
             b.stop()
@@ -154,8 +179,12 @@ def main() -> int:
     rate = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
     tokens = results["direct"][0][2]
     print(f"{args.runs} runs per path, {tokens} tokens each, loopback, median values")
-    print(f"  direct to B:  TTFT {ttft['direct'] * 1000:7.2f} ms   decode {rate['direct']:8.1f} tok/s")
-    print(f"  through A:    TTFT {ttft['proxied'] * 1000:7.2f} ms   decode {rate['proxied']:8.1f} tok/s")
+    print(
+        f"  direct to B:  TTFT {ttft['direct'] * 1000:7.2f} ms   decode {rate['direct']:8.1f} tok/s"
+    )
+    print(
+        f"  through A:    TTFT {ttft['proxied'] * 1000:7.2f} ms   decode {rate['proxied']:8.1f} tok/s"
+    )
     added = (ttft["proxied"] - ttft["direct"]) * 1000
     ratio = rate["proxied"] / rate["direct"] if rate["direct"] else 0.0
     print(f"  added TTFT {added:.2f} ms (target <= 10), rate ratio {ratio:.3f} (target >= 0.95)")

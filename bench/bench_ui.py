@@ -82,8 +82,16 @@ def node_args(work: Path, port: int, model: str) -> list[str]:
     config = work / "salut.toml"
     config.write_text('mode = "solo"\nnode_name = "bench"\n')
     return [
-        "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(work / "data"), "--model", model,
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(work / "data"),
+        "--model",
+        model,
     ]
 
 
@@ -91,7 +99,9 @@ def start_serve(work: Path, model: str) -> tuple[int, subprocess.Popen]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "salut_tui", "serve", *node_args(work, port, model)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     return port, proc
 
@@ -102,7 +112,18 @@ def start_ui(work: Path, model: str) -> tuple[int, str]:
     session = f"salut-bench-{port}"
     command = " ".join([sys.executable, "-m", "salut_tui", *node_args(work, port, model)])
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "40", f"cd {ROOT} && {command}"],
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "120",
+            "-y",
+            "40",
+            f"cd {ROOT} && {command}",
+        ],
         check=True,
     )
     return port, session

@@ -29,11 +29,27 @@ def _node_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None
     # On a sub-command, options default to SUPPRESS so they don't overwrite the same options
     # given before the sub-command (`salut --port 1 serve`).
     none: object = argparse.SUPPRESS if sub else None
-    parser.add_argument("--host", default=none, help="address to listen on (config: host, default 0.0.0.0)")
-    parser.add_argument("--port", type=int, default=none, help="API port (config: port, default 7258)")
-    parser.add_argument("--config", metavar="FILE", default=none, help="salut.toml to use (else $SALUT_CONFIG, else the platform config dir)")
-    parser.add_argument("--data-dir", metavar="DIR", default=none, help="identity, trust store, models and state (config: data_dir)")
-    parser.add_argument("--name", default=none, help="node name shown to people and peers (config: node_name)")
+    parser.add_argument(
+        "--host", default=none, help="address to listen on (config: host, default 0.0.0.0)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=none, help="API port (config: port, default 7258)"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=none,
+        help="salut.toml to use (else $SALUT_CONFIG, else the platform config dir)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=none,
+        help="identity, trust store, models and state (config: data_dir)",
+    )
+    parser.add_argument(
+        "--name", default=none, help="node name shown to people and peers (config: node_name)"
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -41,9 +57,15 @@ def _node_options(parser: argparse.ArgumentParser, *, sub: bool = False) -> None
         metavar="ID_OR_PATH",
         help="model to load at start (repeatable); a local model directory works too",
     )
-    parser.add_argument("--mode", default=none, choices=["cluster", "client-only", "solo"], help="config: mode")
-    parser.add_argument("--api-key", default=none, help="require this bearer key on /v1 (config: api_key)")
-    parser.add_argument("--log-level", default=none, help="DEBUG, INFO, WARNING, ERROR (config: log_level)")
+    parser.add_argument(
+        "--mode", default=none, choices=["cluster", "client-only", "solo"], help="config: mode"
+    )
+    parser.add_argument(
+        "--api-key", default=none, help="require this bearer key on /v1 (config: api_key)"
+    )
+    parser.add_argument(
+        "--log-level", default=none, help="DEBUG, INFO, WARNING, ERROR (config: log_level)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     imp.add_argument("--config", metavar="FILE")
     imp.add_argument("--data-dir", metavar="DIR")
-    dl = sub.add_parser("download", help="download an mlx model from the Hugging Face Hub into its cache")
+    dl = sub.add_parser(
+        "download", help="download an mlx model from the Hugging Face Hub into its cache"
+    )
     dl.add_argument("model_id", metavar="ORG/NAME")
     dl.add_argument("--revision", help="branch, tag or commit (default: main)")
     dl.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
@@ -154,7 +178,9 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"\r{fraction * 100:5.1f}% {stage:<40}", end="", file=sys.stderr, flush=True)
 
     try:
-        path = import_gguf(args.file, out, model_id=args.model_id, dtype=args.dtype, progress=progress)
+        path = import_gguf(
+            args.file, out, model_id=args.model_id, dtype=args.dtype, progress=progress
+        )
     except GGUFImportError as exc:
         print(f"\nsalut import: {exc}", file=sys.stderr)
         return 2
@@ -180,7 +206,10 @@ def run_download(args: argparse.Namespace) -> int:
     except DownloadError as exc:
         print(f"\nsalut download: {exc}", file=sys.stderr)
         return 2
-    print(f"\n{args.model_id} is in {path}; serve it with: salut serve --model {args.model_id}", file=sys.stderr)
+    print(
+        f"\n{args.model_id} is in {path}; serve it with: salut serve --model {args.model_id}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -33,7 +33,9 @@ class ConfigError(Exception):
 class Settings(BaseModel):
     """Everything a node reads from salut.toml. Every field has a default."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True
+    )
 
     host: str = "0.0.0.0"
     """Address the API server listens on (0.0.0.0: every interface)."""
@@ -79,7 +81,9 @@ class Settings(BaseModel):
         return Path(self.data_dir).expanduser() if self.data_dir else default_data_dir()
 
     def models_path(self) -> Path:
-        return Path(self.models_dir).expanduser() if self.models_dir else self.data_path() / "models"
+        return (
+            Path(self.models_dir).expanduser() if self.models_dir else self.data_path() / "models"
+        )
 
     def display_name(self) -> str:
         import socket

@@ -99,7 +99,12 @@ class Node:
         self.port = addresses[0][1] if addresses else self.settings.port
         if self.cluster is not None:  # cluster plug-in: needs the bound port to announce
             await self.cluster.start()
-        log.info("Salut %s serving the API on http://%s:%d/v1", __version__, self.settings.host, self.port)
+        log.info(
+            "Salut %s serving the API on http://%s:%d/v1",
+            __version__,
+            self.settings.host,
+            self.port,
+        )
         log.info("BLAS in use: %s", self.blas)
         for model_id in preload if preload is not None else self.settings.preload:
             self._spawn(self._preload(model_id))
@@ -135,12 +140,18 @@ class Node:
     # ---- models ------------------------------------------------------------------------
     async def load_model(self, model_id: str, *, force: bool = False):
         if self.engine is None:
-            raise ModelError("this node runs in client-only mode and loads no models", status=409, code="client_only")
+            raise ModelError(
+                "this node runs in client-only mode and loads no models",
+                status=409,
+                code="client_only",
+            )
         return await self.engine.load(model_id, force=force)
 
     async def unload_model(self, model_id: str) -> None:
         if self.engine is None:
-            raise ModelError(f"model '{model_id}' is not loaded", status=404, code="model_not_found")
+            raise ModelError(
+                f"model '{model_id}' is not loaded", status=404, code="model_not_found"
+            )
         await self.engine.unload(model_id)
 
     async def import_gguf(
@@ -309,7 +320,9 @@ class Node:
                 reason, prompt_tokens, error = "cancelled", 0, None
             log.debug("request %s done in %.2fs (%s)", request.request_id, elapsed, reason)
             self.events.publish(
-                StreamFinished(request.request_id, reason, prompt_tokens, completion_tokens, ttft, tps, error)
+                StreamFinished(
+                    request.request_id, reason, prompt_tokens, completion_tokens, ttft, tps, error
+                )
             )
 
 

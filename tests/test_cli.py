@@ -46,15 +46,21 @@ def test_bad_config_exits_2_naming_file_and_key(tmp_path: Path, capsys) -> None:
     assert str(conf) in err and "'port'" in err
 
 
-def test_import_converts_a_gguf_into_the_models_dir(tiny_model_path: Path, tmp_path: Path, capsys) -> None:
-    gguf_file = write_llama_gguf(tiny_model_path, tmp_path / "m.gguf", load_weights(tiny_model_path), {})
+def test_import_converts_a_gguf_into_the_models_dir(
+    tiny_model_path: Path, tmp_path: Path, capsys
+) -> None:
+    gguf_file = write_llama_gguf(
+        tiny_model_path, tmp_path / "m.gguf", load_weights(tiny_model_path), {}
+    )
     data = tmp_path / "data"
     assert main(["import", str(gguf_file), "--id", "acme/tiny", "--data-dir", str(data)]) == 0
     assert "imported acme/tiny" in capsys.readouterr().err
     path = ModelRegistry(Settings(data_dir=str(data))).resolve("acme/tiny")
     assert path == data / "models" / "acme" / "tiny"
     _, tokenizer = mlx_lm.load(str(path))
-    assert tokenizer.encode("Hello world") == mlx_lm.load(str(tiny_model_path))[1].encode("Hello world")
+    assert tokenizer.encode("Hello world") == mlx_lm.load(str(tiny_model_path))[1].encode(
+        "Hello world"
+    )
 
 
 def test_import_refuses_bad_input(tmp_path: Path, capsys) -> None:
@@ -62,14 +68,20 @@ def test_import_refuses_bad_input(tmp_path: Path, capsys) -> None:
     bogus.write_bytes(b"not a gguf file at all")
     assert main(["import", str(bogus), "--id", "noslash", "--data-dir", str(tmp_path)]) == 2
     assert "ORG/NAME" in capsys.readouterr().err
-    assert main(["import", str(tmp_path / "missing.gguf"), "--id", "a/b", "--data-dir", str(tmp_path)]) == 2
+    assert (
+        main(["import", str(tmp_path / "missing.gguf"), "--id", "a/b", "--data-dir", str(tmp_path)])
+        == 2
+    )
     assert "no such file" in capsys.readouterr().err
     assert main(["import", str(bogus), "--id", "a/b", "--data-dir", str(tmp_path)]) == 2
     assert "salut import:" in capsys.readouterr().err
 
 
 async def test_download_lands_where_the_registry_finds_it(
-    hub, tmp_path: Path, monkeypatch, capsys  # noqa: F811  (the fixture imported above)
+    hub,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
 ) -> None:
     """`salut download` against a local stand-in for the hub, then the model resolves by id."""
     import asyncio

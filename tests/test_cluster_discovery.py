@@ -30,7 +30,9 @@ async def _hello_server(body: dict) -> tuple[web.AppRunner, str]:
 
 
 async def test_listed_peer_appears_and_disappears_like_a_discovered_one() -> None:
-    runner, address = await _hello_server({"id": "aaaa-bbbb", "name": "B", "version": "0.1.0", "port": 1})
+    runner, address = await _hello_server(
+        {"id": "aaaa-bbbb", "name": "B", "version": "0.1.0", "port": 1}
+    )
     own, own_address = await _hello_server({"id": "me", "name": "A", "version": "0.1.0", "port": 2})
     table = PeerTable()
     events: list[str] = []
@@ -44,7 +46,9 @@ async def test_listed_peer_appears_and_disappears_like_a_discovered_one() -> Non
         events.append(f"gone {node_id} {source}")
 
     async with aiohttp.ClientSession() as session:
-        poller = ManualPeers([address, own_address, "127.0.0.1:9"], session, own_id="me", on_seen=seen, on_gone=gone)
+        poller = ManualPeers(
+            [address, own_address, "127.0.0.1:9"], session, own_id="me", on_seen=seen, on_gone=gone
+        )
         task = asyncio.create_task(poller.run())
         try:
             for _ in range(50):
@@ -82,8 +86,18 @@ def test_peer_table_keeps_paired_peers_when_discovery_loses_them() -> None:
     assert table.get("id-2") is None  # unpaired and no longer seen: gone
 
 
-@pytest.mark.parametrize("argv", [["peers"], ["pair", "code"], ["pair", "join", "10.0.0.2:7258", "42-maple-rocket"], ["unpair", "B"]])
-def test_cluster_commands_explain_when_no_node_runs(argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["peers"],
+        ["pair", "code"],
+        ["pair", "join", "10.0.0.2:7258", "42-maple-rocket"],
+        ["unpair", "B"],
+    ],
+)
+def test_cluster_commands_explain_when_no_node_runs(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = build_parser().parse_args([*argv, "--data-dir", str(tmp_path)])
     assert args.func(args) == 1
     assert "no running node found" in capsys.readouterr().err

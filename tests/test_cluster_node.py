@@ -25,7 +25,16 @@ async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
 
 
 def make(tmp: Path, name: str, models: dict[str, str] | None = None, mode: str = "cluster") -> Node:
-    return Node(Settings(host="127.0.0.1", port=0, data_dir=str(tmp / name), node_name=name, models=models or {}, mode=mode))  # type: ignore[arg-type]
+    return Node(
+        Settings(
+            host="127.0.0.1",
+            port=0,
+            data_dir=str(tmp / name),
+            node_name=name,
+            models=models or {},
+            mode=mode,
+        )
+    )  # type: ignore[arg-type]
 
 
 async def pair(a: Node, b: Node) -> None:
@@ -34,7 +43,11 @@ async def pair(a: Node, b: Node) -> None:
     code = a.cluster.create_pairing_code()["code"]
     await b.cluster.join(f"127.0.0.1:{a.port}", code)
     for x, y in ((a, b), (b, a)):
-        await until(lambda x=x, y=y: (r := x.cluster.table.get(y.cluster.node_id)) is not None and r.health == "ok")
+        await until(
+            lambda x=x, y=y: (
+                (r := x.cluster.table.get(y.cluster.node_id)) is not None and r.health == "ok"
+            )
+        )
 
 
 @pytest.fixture
@@ -50,7 +63,11 @@ async def nodes(tmp_path: Path, tiny_model_path: Path) -> AsyncIterator[tuple[No
 
 
 def greedy(max_tokens: int) -> GenerationRequest:
-    return GenerationRequest(model="tiny-b", prompt="hello", sampling=SamplingParams(temperature=0, max_tokens=max_tokens))
+    return GenerationRequest(
+        model="tiny-b",
+        prompt="hello",
+        sampling=SamplingParams(temperature=0, max_tokens=max_tokens),
+    )
 
 
 async def test_a_serves_bs_model_through_the_link(nodes: tuple[Node, Node]) -> None:
@@ -66,7 +83,11 @@ async def test_a_serves_bs_model_through_the_link(nodes: tuple[Node, Node]) -> N
     assert info["node"]["id"] == a.cluster.node_id  # type: ignore[union-attr]
     (peer,) = [p for p in info["peers"] if p["id"] == b_id]
     assert peer["name"] == "B" and peer["paired"] and peer["health"] == "ok"
-    assert peer["loaded_models"] == ["tiny-b"] and peer["vram_total"] > 0 and 0 < peer["latency_ms"] < 1000
+    assert (
+        peer["loaded_models"] == ["tiny-b"]
+        and peer["vram_total"] > 0
+        and 0 < peer["latency_ms"] < 1000
+    )
 
 
 async def test_closing_the_stream_on_a_cancels_it_on_b(nodes: tuple[Node, Node]) -> None:
@@ -103,7 +124,9 @@ async def test_unpair_from_one_side_removes_trust_on_both(nodes: tuple[Node, Nod
     assert isinstance(chunk, Error) and chunk.status == 404
 
 
-async def test_client_only_node_forwards_everything(tmp_path: Path, nodes: tuple[Node, Node]) -> None:
+async def test_client_only_node_forwards_everything(
+    tmp_path: Path, nodes: tuple[Node, Node]
+) -> None:
     _, b = nodes
     client = make(tmp_path, "D", mode="client-only")
     await client.start()
@@ -123,7 +146,9 @@ async def test_solo_node_has_no_cluster(tmp_path: Path) -> None:
     assert not (tmp_path / "S" / "identity.key").exists()
 
 
-async def test_unpairing_an_offline_peer_reaches_it_when_it_returns(tmp_path: Path, nodes: tuple[Node, Node]) -> None:
+async def test_unpairing_an_offline_peer_reaches_it_when_it_returns(
+    tmp_path: Path, nodes: tuple[Node, Node]
+) -> None:
     a, b = nodes
     b_id, a_id = b.cluster.node_id, a.cluster.node_id  # type: ignore[union-attr]
     await b.stop()

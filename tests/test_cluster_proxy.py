@@ -158,7 +158,9 @@ async def test_peer_dying_mid_stream_ends_with_an_error_not_a_hang(peers: Peers)
     c = await peers.add("C", words(3))  # no failover once tokens have been sent
     out = await asyncio.wait_for(collect(generate_remote(REQUEST, candidates(b, c))), 5)
     assert out[:3] == [Token("d0", 0), Token("d1", 1), Token("d2", 2)]
-    assert isinstance(out[3], Error) and out[3].code == "peer_unreachable" and "'B'" in out[3].message
+    assert (
+        isinstance(out[3], Error) and out[3].code == "peer_unreachable" and "'B'" in out[3].message
+    )
     assert len(out) == 4
 
 
@@ -179,4 +181,3 @@ async def test_closing_the_proxy_cancels_the_generation_on_the_peer(peers: Peers
     assert (await chunks.__anext__()) == Token("0")
     await chunks.aclose()  # what the API does when the client disconnects
     await asyncio.wait_for(cancelled.wait(), 2)
-

@@ -14,12 +14,23 @@ from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingPar
 from salut_tui.node import ModelInfo
 
 
-def cand(node_id: str, loaded: set[str], available: set[str] = frozenset(), load: int = 0, rtt: float | None = None) -> Candidate:  # type: ignore[assignment]
+def cand(
+    node_id: str,
+    loaded: set[str],
+    available: set[str] = frozenset(),
+    load: int = 0,
+    rtt: float | None = None,
+) -> Candidate:  # type: ignore[assignment]
     return Candidate(node_id, frozenset(loaded), frozenset(available | loaded), load, rtt)
 
 
 def test_least_loaded_holder_first_then_nearest() -> None:
-    peers = [cand("b", {"m"}, load=3), cand("c", {"m"}, load=1, rtt=0.02), cand("d", {"m"}, load=1, rtt=0.001), cand("e", {"x"})]
+    peers = [
+        cand("b", {"m"}, load=3),
+        cand("c", {"m"}, load=1, rtt=0.02),
+        cand("d", {"m"}, load=1, rtt=0.001),
+        cand("e", {"x"}),
+    ]
     assert choose_peers("m", peers, local_can_load=False) == ["d", "c", "b"]
 
 
@@ -63,5 +74,10 @@ def test_request_and_chunks_survive_the_wire() -> None:
     assert request_from_json(request_to_json(req)) == req
     text = GenerationRequest(model="m", prompt="once upon")
     assert request_from_json(request_to_json(text)) == text
-    for chunk in (Token("a", 5), Token(""), Finish("stop", Usage(3, 4)), Error("boom", code="x", status=507, param="model")):
+    for chunk in (
+        Token("a", 5),
+        Token(""),
+        Finish("stop", Usage(3, 4)),
+        Error("boom", code="x", status=507, param="model"),
+    ):
         assert chunk_from_bytes(chunk_to_bytes(chunk)) == chunk

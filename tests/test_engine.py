@@ -35,7 +35,9 @@ async def test_greedy_matches_mlx_lm_and_repeats(engine, tiny_model_id, tiny_mod
 
 async def test_raw_prompt_completion(engine, tiny_model_id) -> None:
     request = GenerationRequest(
-        tiny_model_id, prompt="The quick brown", sampling=SamplingParams(temperature=0, max_tokens=8)
+        tiny_model_id,
+        prompt="The quick brown",
+        sampling=SamplingParams(temperature=0, max_tokens=8),
     )
     text, chunks = await collect(engine, request)
     tokenizer = engine.tokenizer_for(tiny_model_id)
@@ -62,7 +64,9 @@ async def test_stop_string_spanning_tokens_is_not_emitted(engine, tiny_model_id)
     _, chunks = await collect(engine, chat(tiny_model_id, max_tokens=40))
     pieces = [c.text for c in chunks if isinstance(c, Token)]
     # Find two neighbouring pieces long enough to build a stop that straddles their boundary.
-    index = next(i for i in range(len(pieces) - 1) if len(pieces[i]) >= 2 and len(pieces[i + 1]) >= 2)
+    index = next(
+        i for i in range(len(pieces) - 1) if len(pieces[i]) >= 2 and len(pieces[i + 1]) >= 2
+    )
     stop = pieces[index][-2:] + pieces[index + 1][:2]
     reference = "".join(pieces)
     text, stopped = await collect(engine, chat(tiny_model_id, max_tokens=40, stop=(stop,)))
@@ -87,7 +91,9 @@ async def test_end_of_sequence_token_ends_with_stop(engine, tiny_model_id) -> No
     # Find a prompt whose greedy continuation reaches the end-of-sequence token on this model.
     for n in range(40):
         request = GenerationRequest(
-            tiny_model_id, prompt=f"Hello {n}", sampling=SamplingParams(temperature=0, max_tokens=60)
+            tiny_model_id,
+            prompt=f"Hello {n}",
+            sampling=SamplingParams(temperature=0, max_tokens=60),
         )
         text, chunks = await collect(engine, request)
         if final(chunks).reason == "stop":
@@ -100,7 +106,9 @@ async def test_end_of_sequence_token_ends_with_stop(engine, tiny_model_id) -> No
 
 async def test_repetition_penalty_changes_greedy_output(engine, tiny_model_id) -> None:
     plain, _ = await collect(engine, chat(tiny_model_id, max_tokens=40))
-    penalised, chunks = await collect(engine, chat(tiny_model_id, max_tokens=40, repetition_penalty=2.0))
+    penalised, chunks = await collect(
+        engine, chat(tiny_model_id, max_tokens=40, repetition_penalty=2.0)
+    )
     assert isinstance(final(chunks), Finish)
     assert penalised != plain
 
@@ -156,10 +164,16 @@ async def test_repeated_prefix_is_served_from_the_prompt_cache(engine, tiny_mode
     assert worker.cached_prompt_tokens == 0
     again, again_chunks = await collect(engine, chat(tiny_model_id, max_tokens=12))
     prompt_tokens = final(chunks).usage.prompt_tokens
-    assert worker.cached_prompt_tokens == prompt_tokens - 1  # all but the token decoding starts from
+    assert (
+        worker.cached_prompt_tokens == prompt_tokens - 1
+    )  # all but the token decoding starts from
     assert again == first and final(again_chunks).usage == final(chunks).usage
     # A follow-up turn reuses the conversation so far and prefills only the new part.
-    follow_up = (*HELLO, {"role": "assistant", "content": first}, {"role": "user", "content": "More"})
+    follow_up = (
+        *HELLO,
+        {"role": "assistant", "content": first},
+        {"role": "user", "content": "More"},
+    )
     before = worker.cached_prompt_tokens
     _, chunks = await collect(engine, chat(tiny_model_id, follow_up, max_tokens=4))
     assert worker.cached_prompt_tokens - before >= prompt_tokens

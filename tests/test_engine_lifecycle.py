@@ -18,7 +18,9 @@ async def wait_until(condition, timeout: float = 2.0) -> float:
     return time.perf_counter() - began
 
 
-async def test_closing_a_stream_stops_generation_in_the_thread(tmp_path, tiny_model_id, tiny_model_path) -> None:
+async def test_closing_a_stream_stops_generation_in_the_thread(
+    tmp_path, tiny_model_id, tiny_model_path
+) -> None:
     engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path)
     await engine.start()
     await engine.load(tiny_model_id)
@@ -42,9 +44,7 @@ async def test_closing_a_stream_stops_generation_in_the_thread(tmp_path, tiny_mo
 
 
 async def test_full_queue_is_refused_with_503(tmp_path, tiny_model_id, tiny_model_path) -> None:
-    engine, _ = make_engine(
-        tmp_path, tiny_model_id, tiny_model_path, max_batch_size=1, max_queue=1
-    )
+    engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path, max_batch_size=1, max_queue=1)
     await engine.start()
     await engine.load(tiny_model_id)
     try:
@@ -69,17 +69,25 @@ async def test_prompt_longer_than_context_is_400(tmp_path, tiny_model_id, tiny_m
     await engine.load(tiny_model_id)
     try:
         long_text = " ".join(str(n) for n in range(600))
-        _, chunks = await collect(engine, chat(tiny_model_id, ({"role": "user", "content": long_text},)))
+        _, chunks = await collect(
+            engine, chat(tiny_model_id, ({"role": "user", "content": long_text},))
+        )
         error = final(chunks)
         assert isinstance(error, Error)
-        assert (error.status, error.code, error.param) == (400, "context_length_exceeded", "messages")
+        assert (error.status, error.code, error.param) == (
+            400,
+            "context_length_exceeded",
+            "messages",
+        )
         assert "512" in error.message
         # A prompt that fits but leaves little room is capped to the context, not refused.
         tokenizer = engine.tokenizer_for(tiny_model_id)
         prompt = " ".join(str(n) for n in range(200))
         room = 512 - len(tokenizer.encode(prompt))
         assert 0 < room < 200
-        request = GenerationRequest(tiny_model_id, prompt=prompt, sampling=SamplingParams(temperature=0, max_tokens=400))
+        request = GenerationRequest(
+            tiny_model_id, prompt=prompt, sampling=SamplingParams(temperature=0, max_tokens=400)
+        )
         _, chunks = await collect(engine, request)
         assert final(chunks).usage.completion_tokens <= room
     finally:
@@ -107,7 +115,9 @@ async def test_bad_requests_come_back_as_errors(tmp_path, tiny_model_id, tiny_mo
         await engine.stop()
 
 
-async def test_stop_finishes_in_flight_streams_as_cancelled(tmp_path, tiny_model_id, tiny_model_path) -> None:
+async def test_stop_finishes_in_flight_streams_as_cancelled(
+    tmp_path, tiny_model_id, tiny_model_path
+) -> None:
     engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path)
     await engine.start()
     await engine.load(tiny_model_id)

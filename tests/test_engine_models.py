@@ -41,7 +41,9 @@ async def test_load_reports_progress_in_order(tmp_path, tiny_model_id, tiny_mode
         await engine.stop()
 
 
-async def test_concurrent_loads_of_one_model_share_the_work(tmp_path, tiny_model_id, tiny_model_path) -> None:
+async def test_concurrent_loads_of_one_model_share_the_work(
+    tmp_path, tiny_model_id, tiny_model_path
+) -> None:
     engine, seen = make_engine(tmp_path, tiny_model_id, tiny_model_path)
     await engine.start()
     try:
@@ -65,7 +67,9 @@ async def test_unknown_model_load_is_404(tmp_path, tiny_model_id, tiny_model_pat
         await engine.stop()
 
 
-async def test_load_that_does_not_fit_is_refused_unless_forced(tmp_path, tiny_model_id, tiny_model_path) -> None:
+async def test_load_that_does_not_fit_is_refused_unless_forced(
+    tmp_path, tiny_model_id, tiny_model_path
+) -> None:
     # Headroom larger than any machine's memory: nothing fits.
     engine, seen = make_engine(tmp_path, tiny_model_id, tiny_model_path, memory_headroom_gb=1e6)
     await engine.start()
@@ -82,25 +86,33 @@ async def test_load_that_does_not_fit_is_refused_unless_forced(tmp_path, tiny_mo
         await engine.stop()
 
 
-async def test_fit_check_uses_available_memory(tmp_path, tiny_model_id, tiny_model_path, monkeypatch) -> None:
+async def test_fit_check_uses_available_memory(
+    tmp_path, tiny_model_id, tiny_model_path, monkeypatch
+) -> None:
     from salut_tui.engine import engine as engine_module
     from salut_tui.engine.memory import MemoryStatus, estimate_model_bytes
 
     needed = estimate_model_bytes(tiny_model_path)
     engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path, memory_headroom_gb=0)
-    monkeypatch.setattr(engine_module, "memory_status", lambda: MemoryStatus(10 * needed, needed - 1))
+    monkeypatch.setattr(
+        engine_module, "memory_status", lambda: MemoryStatus(10 * needed, needed - 1)
+    )
     await engine.start()
     try:
         with pytest.raises(ModelError) as err:
             await engine.load(tiny_model_id)
         assert err.value.code == "insufficient_memory"
-        monkeypatch.setattr(engine_module, "memory_status", lambda: MemoryStatus(10 * needed, needed))
+        monkeypatch.setattr(
+            engine_module, "memory_status", lambda: MemoryStatus(10 * needed, needed)
+        )
         await engine.load(tiny_model_id)
     finally:
         await engine.stop()
 
 
-async def test_unload_frees_memory_and_ends_streams(tmp_path, tiny_model_id, tiny_model_path) -> None:
+async def test_unload_frees_memory_and_ends_streams(
+    tmp_path, tiny_model_id, tiny_model_path
+) -> None:
     engine, seen = make_engine(tmp_path, tiny_model_id, tiny_model_path)
     await engine.start()
     try:

@@ -14,11 +14,15 @@ from tests.engine_helpers import chat, collect, make_engine
 from tests.test_gguf_import import load_weights, write_llama_gguf
 
 
-async def test_run_on_mlx_thread_runs_there_and_errors_travel_back(tmp_path, tiny_model_id, tiny_model_path):
+async def test_run_on_mlx_thread_runs_there_and_errors_travel_back(
+    tmp_path, tiny_model_id, tiny_model_path
+):
     engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path)
     await engine.start()
     try:
-        assert await engine.run_on_mlx_thread(lambda: threading.current_thread().name) == "salut-mlx"
+        assert (
+            await engine.run_on_mlx_thread(lambda: threading.current_thread().name) == "salut-mlx"
+        )
 
         def boom() -> None:
             raise ValueError("bad file")
@@ -35,14 +39,20 @@ async def test_run_on_mlx_thread_runs_there_and_errors_travel_back(tmp_path, tin
     assert info.value.code == "engine_stopped"
 
 
-async def test_node_import_converts_on_the_mlx_thread(tmp_path: Path, tiny_model_path: Path) -> None:
-    gguf_file = write_llama_gguf(tiny_model_path, tmp_path / "t.gguf", load_weights(tiny_model_path), {})
+async def test_node_import_converts_on_the_mlx_thread(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    gguf_file = write_llama_gguf(
+        tiny_model_path, tmp_path / "t.gguf", load_weights(tiny_model_path), {}
+    )
     node = Node(Settings(port=0, host="127.0.0.1", data_dir=str(tmp_path / "data"), mode="solo"))
     await node.start(preload=[])
     threads: set[str] = set()
     try:
         out = await node.import_gguf(
-            gguf_file, "acme/tiny", progress=lambda f, s: threads.add(threading.current_thread().name)
+            gguf_file,
+            "acme/tiny",
+            progress=lambda f, s: threads.add(threading.current_thread().name),
         )
         assert out == tmp_path / "data" / "models" / "acme" / "tiny"
         assert threads == {"salut-mlx"}

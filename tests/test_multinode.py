@@ -119,7 +119,9 @@ class NodeProc:
         """The control route the CLI uses, called directly (saves a process start per step)."""
         _, _, token = (self.data_dir / "control.token").read_text().split()
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"http://{self.address}/salut/control{path}", data=data, method=method)
+        request = urllib.request.Request(
+            f"http://{self.address}/salut/control{path}", data=data, method=method
+        )
         request.add_header("X-Salut-Control", token)
         try:
             with urllib.request.urlopen(request, timeout=30) as resp:
@@ -128,11 +130,27 @@ class NodeProc:
             return exc.code, json.loads(exc.read())
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        cmd = [*self._prefix(), sys.executable, "-m", "salut_tui", *args, "--data-dir", str(self.data_dir)]
+        cmd = [
+            *self._prefix(),
+            sys.executable,
+            "-m",
+            "salut_tui",
+            *args,
+            "--data-dir",
+            str(self.data_dir),
+        ]
         return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
 
     def cli_background(self, *args: str) -> subprocess.Popen:
-        cmd = [*self._prefix(), sys.executable, "-m", "salut_tui", *args, "--data-dir", str(self.data_dir)]
+        cmd = [
+            *self._prefix(),
+            sys.executable,
+            "-m",
+            "salut_tui",
+            *args,
+            "--data-dir",
+            str(self.data_dir),
+        ]
         return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
 
     def log_tail(self) -> str:
@@ -195,12 +213,20 @@ class Lan:
 
 
 @pytest.fixture(scope="module")
-def lan(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Iterator[dict[str, NodeProc]]:
+def lan(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path
+) -> Iterator[dict[str, NodeProc]]:
     net = Lan()
     root = tmp_path_factory.mktemp("lan")
     nodes: dict[str, NodeProc] = {}
     try:
-        for i, (name, models) in enumerate([("A", {}), ("B", {"tiny-b": str(tiny_model_path)}), ("C", {"tiny-c": str(tiny_model_path)})]):
+        for i, (name, models) in enumerate(
+            [
+                ("A", {}),
+                ("B", {"tiny-b": str(tiny_model_path)}),
+                ("C", {"tiny-c": str(tiny_model_path)}),
+            ]
+        ):
             ip, ns = net.add_node(i)
             nodes[name] = NodeProc(name, ip, root / name, ns, models)
         if not net.netns:  # no multicast between separate stacks: list the peers as well
@@ -236,14 +262,20 @@ def chat(node: NodeProc, model: str, *, stream: bool, max_tokens: int = 16) -> s
     client = OpenAI(base_url=f"http://{node.address}/v1", api_key="unused", max_retries=0)
     messages = [{"role": "user", "content": "Hello from the cluster test"}]
     if not stream:
-        reply = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0)  # type: ignore[arg-type]
+        reply = client.chat.completions.create(
+            model=model, messages=messages, max_tokens=max_tokens, temperature=0
+        )  # type: ignore[arg-type]
         return reply.choices[0].message.content or ""
-    chunks = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True)  # type: ignore[arg-type]
+    chunks = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, temperature=0, stream=True
+    )  # type: ignore[arg-type]
     return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
 def post(node: NodeProc, path: str, body: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(f"http://{node.address}{path}", data=json.dumps(body).encode(), method="POST")
+    request = urllib.request.Request(
+        f"http://{node.address}{path}", data=json.dumps(body).encode(), method="POST"
+    )
     request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
@@ -259,7 +291,11 @@ def test_nodes_discover_each_other(lan: dict[str, NodeProc]) -> None:
         peer = eventually(lambda other=other: a.peer(other), 5, f"A sees {other.name}")
         assert peer["name"] == other.name and peer["address"] == other.address  # type: ignore[index]
         assert peer["paired"] is False and peer["health"] == "discovered"  # type: ignore[index]
-        eventually(lambda other=other, expected=expected: expected in a.peer(other)["discovered_by"], 5, f"{expected} finds {other.name}")  # type: ignore[index]
+        eventually(
+            lambda other=other, expected=expected: expected in a.peer(other)["discovered_by"],
+            5,
+            f"{expected} finds {other.name}",
+        )  # type: ignore[index]
     info = a.get("/v1/cluster")
     assert info["node"]["id"] == a.identity().node_id and info["node"]["name"] == "A"
 
@@ -285,7 +321,9 @@ def test_pairing_with_wrong_expired_reused_and_right_codes(lan: dict[str, NodePr
     a, b, c = lan["A"], lan["B"], lan["C"]
     code = _code(a.cli("pair", "code"))
     number, w1, w2 = code.split("-")
-    wrong = c.cli("pair", "join", a.address, f"{number}-{w1}-{'zebra' if w2 != 'zebra' else 'mango'}")
+    wrong = c.cli(
+        "pair", "join", a.address, f"{number}-{w1}-{'zebra' if w2 != 'zebra' else 'mango'}"
+    )
     assert wrong.returncode == 1 and "code was wrong" in wrong.stderr
     dead = b.cli("pair", "join", a.address, code)  # C's wrong guess burnt the code
     assert dead.returncode == 1 and "no pairing code" in dead.stderr
@@ -322,7 +360,9 @@ def test_request_to_a_for_bs_model_is_proxied(lan: dict[str, NodeProc]) -> None:
     direct = chat(b, "tiny-b", stream=False)
     assert direct and chat(a, "tiny-b", stream=False) == direct  # greedy: the same text
     assert chat(a, "tiny-b", stream=True) == chat(b, "tiny-b", stream=True) == direct
-    status, missing = post(a, "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    status, missing = post(
+        a, "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}
+    )
     assert status == 404 and missing["error"]["code"] == "model_not_found"
 
 
@@ -331,28 +371,57 @@ async def test_unpaired_c_is_refused_at_every_peer_route(lan: dict[str, NodeProc
     c_identity = c.identity()
     async with aiohttp.ClientSession() as session:
         for target in (a, b):
-            claimed = TrustedPeer(target.identity().node_id, target.name, target.identity().public_key.hex(), target.address, 0)
+            claimed = TrustedPeer(
+                target.identity().node_id,
+                target.name,
+                target.identity().public_key.hex(),
+                target.address,
+                0,
+            )
             with pytest.raises(NotPaired, match="not_paired"):
                 await dial(session, c_identity, claimed)
-            async with session.ws_connect(f"http://{target.address}/salut/pair") as ws:  # no code waiting
-                hello = Party(c_identity.node_id, "C", c_identity.public_key, start_pake(Role.JOINER, "42-maple-rocket").start())
+            async with session.ws_connect(
+                f"http://{target.address}/salut/pair"
+            ) as ws:  # no code waiting
+                hello = Party(
+                    c_identity.node_id,
+                    "C",
+                    c_identity.public_key,
+                    start_pake(Role.JOINER, "42-maple-rocket").start(),
+                )
                 await ws.send_json({"type": "hello", **hello.to_json(), "port": PORT})
                 assert (await ws.receive_json(timeout=5))["reason"] in ("no_code", "busy")
-            for method, path in (("GET", "/salut/control/peers"), ("POST", "/salut/control/pair/code"), ("DELETE", "/salut/control/peers/B")):
+            for method, path in (
+                ("GET", "/salut/control/peers"),
+                ("POST", "/salut/control/pair/code"),
+                ("DELETE", "/salut/control/peers/B"),
+            ):
                 async with session.request(method, f"http://{target.address}{path}") as resp:
                     assert resp.status == 403
     assert "tiny-b" not in {m["id"] for m in c.get("/v1/models")["data"]}
-    status, _ = post(c, "/v1/chat/completions", {"model": "tiny-b", "messages": [{"role": "user", "content": "x"}]})
+    status, _ = post(
+        c,
+        "/v1/chat/completions",
+        {"model": "tiny-b", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert status == 404
     assert all(not p["paired"] for p in c.get("/v1/cluster")["peers"])
 
 
 def test_b_killed_mid_stream_ends_the_stream_with_an_error(lan: dict[str, NodeProc]) -> None:
     a, b = lan["A"], lan["B"]
-    body = {"model": "tiny-b", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4000, "temperature": 0, "stream": True}
+    body = {
+        "model": "tiny-b",
+        "messages": [{"role": "user", "content": "hello"}],
+        "max_tokens": 4000,
+        "temperature": 0,
+        "stream": True,
+    }
     events: list[str] = []
     killed_at = 0.0
-    request = urllib.request.Request(f"http://{a.address}/v1/chat/completions", data=json.dumps(body).encode())
+    request = urllib.request.Request(
+        f"http://{a.address}/v1/chat/completions", data=json.dumps(body).encode()
+    )
     request.add_header("Content-Type", "application/json")
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 200
@@ -369,7 +438,9 @@ def test_b_killed_mid_stream_ends_the_stream_with_an_error(lan: dict[str, NodePr
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["code"] == "peer_unreachable" and "B" in error["message"]
-    peer = eventually(lambda: (p := a.peer(b)) and p["health"] == "unreachable" and p, 5, "A marks B unreachable")
+    peer = eventually(
+        lambda: (p := a.peer(b)) and p["health"] == "unreachable" and p, 5, "A marks B unreachable"
+    )
     assert peer["paired"] is True and peer["loaded_models"] == []  # type: ignore[index]
     assert "tiny-b" not in {m["id"] for m in a.get("/v1/models")["data"]}
 
@@ -388,10 +459,14 @@ def test_silent_b_is_marked_unreachable_and_comes_back(lan: dict[str, NodeProc])
     assert b.proc is not None
     os.kill(b.proc.pid, signal.SIGSTOP)  # no TCP reset this time: only silence
     try:
-        eventually(lambda: (a.peer(b) or {}).get("health") == "unreachable", 5, "A notices B is silent")
+        eventually(
+            lambda: (a.peer(b) or {}).get("health") == "unreachable", 5, "A notices B is silent"
+        )
     finally:
         os.kill(b.proc.pid, signal.SIGCONT)
-    eventually(lambda: (a.peer(b) or {}).get("health") == "ok", 10, "B comes back without re-pairing")
+    eventually(
+        lambda: (a.peer(b) or {}).get("health") == "ok", 10, "B comes back without re-pairing"
+    )
 
 
 def test_unpair_removes_trust_on_both_sides(lan: dict[str, NodeProc]) -> None:
@@ -402,7 +477,11 @@ def test_unpair_removes_trust_on_both_sides(lan: dict[str, NodeProc]) -> None:
     assert (a.peer(b) or {}).get("paired") in (False, None)
     assert b.identity().node_id not in (b.data_dir / "trusted_peers.json").read_text()
     assert a.identity().node_id not in (b.data_dir / "trusted_peers.json").read_text()
-    status, _ = post(a, "/v1/chat/completions", {"model": "tiny-b", "messages": [{"role": "user", "content": "x"}]})
+    status, _ = post(
+        a,
+        "/v1/chat/completions",
+        {"model": "tiny-b", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert status == 404
 
 

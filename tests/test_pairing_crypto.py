@@ -55,12 +55,21 @@ def test_codes_are_readable_and_normalised() -> None:
     assert normalise_code("maple") is None
 
 
-def _exchange(joiner_code: str, host_code: str) -> tuple[bytes, bytes, Party, Party, Identity, Identity]:
+def _exchange(
+    joiner_code: str, host_code: str
+) -> tuple[bytes, bytes, Party, Party, Identity, Identity]:
     joiner_id, host_id = Identity.generate(), Identity.generate()
     jp, hp = start_pake(Role.JOINER, joiner_code), start_pake(Role.HOST, host_code)
     joiner = Party(joiner_id.node_id, "B", joiner_id.public_key, jp.start())
     host = Party(host_id.node_id, "A", host_id.public_key, hp.start())
-    return finish_pake(jp, host.pake), finish_pake(hp, joiner.pake), joiner, host, joiner_id, host_id
+    return (
+        finish_pake(jp, host.pake),
+        finish_pake(hp, joiner.pake),
+        joiner,
+        host,
+        joiner_id,
+        host_id,
+    )
 
 
 def test_right_code_confirms_both_ways() -> None:
@@ -84,7 +93,9 @@ def test_confirm_binds_the_long_term_key_and_the_role() -> None:
     t = transcript(joiner, host)
     impostor = Identity.generate()
     with pytest.raises(CryptoFailure):  # signed by another key than the one announced
-        check_confirm(make_confirm(impostor, Role.JOINER, kj, t), Role.JOINER, jid.public_key, kh, t)
+        check_confirm(
+            make_confirm(impostor, Role.JOINER, kj, t), Role.JOINER, jid.public_key, kh, t
+        )
     with pytest.raises(CryptoFailure):  # a joiner confirm reflected back as the host's
         check_confirm(make_confirm(jid, Role.JOINER, kj, t), Role.HOST, jid.public_key, kh, t)
 

@@ -177,7 +177,10 @@ async def test_joiner_gone_before_the_answer_fails_the_attempt_not_the_host(tmp_
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as session, session.ws_connect(f"http://127.0.0.1:{port}{PAIR_PATH}") as ws:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"http://127.0.0.1:{port}{PAIR_PATH}") as ws,
+    ):
         await ws.receive()
     await asyncio.wait_for(answered, 5)
     await runner.cleanup()

@@ -65,7 +65,9 @@ def test_handshake_keys_match_and_signatures_bind_roles() -> None:
     verify_transcript(r.public_key, RESPONDER, t, sign_transcript(r, RESPONDER, t))
     with pytest.raises(CryptoFailure):  # a responder signature is not an initiator one
         verify_transcript(r.public_key, INITIATOR, t, sign_transcript(r, RESPONDER, t))
-    other = link_transcript(i.node_id, r.node_id, bytes(ei.public_key), bytes(new_ephemeral().public_key))
+    other = link_transcript(
+        i.node_id, r.node_id, bytes(ei.public_key), bytes(new_ephemeral().public_key)
+    )
     with pytest.raises(CryptoFailure):  # a signature from another session
         verify_transcript(r.public_key, RESPONDER, other, sign_transcript(r, RESPONDER, t))
 
@@ -209,9 +211,13 @@ async def test_impersonating_a_paired_id_fails_the_signature(pair_of_nodes, tmp_
     impostor = Identity.generate()
     ws = await session.ws_connect(f"http://{r_peer.address}{LINK_PATH}")
     eph = new_ephemeral()
-    await ws.send_json({"node_id": i_id.node_id, "to": r_peer.node_id, "eph": bytes(eph.public_key).hex()})
+    await ws.send_json(
+        {"node_id": i_id.node_id, "to": r_peer.node_id, "eph": bytes(eph.public_key).hex()}
+    )
     second = await ws.receive_json()
-    t = link_transcript(i_id.node_id, r_peer.node_id, bytes(eph.public_key), bytes.fromhex(second["eph"]))
+    t = link_transcript(
+        i_id.node_id, r_peer.node_id, bytes(eph.public_key), bytes.fromhex(second["eph"])
+    )
     await ws.send_json({"sig": sign_transcript(impostor, INITIATOR, t).hex()})
     msg = await ws.receive(timeout=2)
     assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)

@@ -105,7 +105,9 @@ def test_models_dir_is_checked_before_hf_cache(tmp_path, tiny_model_path, hf_cac
     assert registry.resolve("org/both") == local
 
 
-def test_add_path_serves_a_directory_under_the_path_as_given(tmp_path, tiny_model_path, hf_cache) -> None:
+def test_add_path_serves_a_directory_under_the_path_as_given(
+    tmp_path, tiny_model_path, hf_cache
+) -> None:
     registry = ModelRegistry(settings(tmp_path))
     model_id = registry.add_path(str(tiny_model_path))
     assert model_id == str(tiny_model_path)

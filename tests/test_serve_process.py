@@ -46,9 +46,20 @@ def serve_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_path: 
     env = {k: v for k, v in os.environ.items() if k != "SALUT_CONFIG"}
     env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no stray user config
     cmd = [
-        sys.executable, "-m", "salut_tui", request.param,
-        "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path / "data"),
-        "--mode", "solo", "--model", str(tiny_model_path),
+        sys.executable,
+        "-m",
+        "salut_tui",
+        request.param,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--mode",
+        "solo",
+        "--model",
+        str(tiny_model_path),
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -65,7 +76,9 @@ def serve_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_path: 
 def test_signal_ends_in_flight_stream_properly(serve_node, tiny_model_path: Path, sig) -> None:
     proc, base, health = serve_node
     model_id = health["loaded_models"][0]
-    assert model_id == str(tiny_model_path)  # a directory given with --model is served under its path
+    assert model_id == str(
+        tiny_model_path
+    )  # a directory given with --model is served under its path
     lines: list[str] = []
     got_tokens = threading.Event()
 

@@ -56,9 +56,19 @@ def test_salut_in_tmux_opens_every_screen_and_quits(tmp_path: Path, tiny_model_p
     config.write_text('node_name = "tmux-node"\nmode = "solo"\n')
     exit_file = tmp_path / "exit-status"
     command = [
-        sys.executable, "-m", "salut_tui",
-        "--config", str(config), "--host", "127.0.0.1", "--port", str(free_port()),
-        "--data-dir", str(tmp_path / "data"), "--model", str(tiny_model_path),
+        sys.executable,
+        "-m",
+        "salut_tui",
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(free_port()),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--model",
+        str(tiny_model_path),
     ]
     shell = f"cd {Path.cwd()} && {' '.join(command)}; echo $? > {exit_file}"
     session = f"salut-test-{tmp_path.name}"

@@ -96,7 +96,9 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
         for mode, key, _title in SCREENS:
             await pilot.press(key)
             # A screen switch completes over a few loop turns, more on a busy machine.
-            await wait_for(pilot, lambda mode=mode: type(app.screen).__name__ == SCREEN_CLASSES[mode])
+            await wait_for(
+                pilot, lambda mode=mode: type(app.screen).__name__ == SCREEN_CLASSES[mode]
+            )
             if mode == "chat":
                 await pilot.press("escape")  # leave the prompt, as the hint line says
         titles = [c.title for c in app.get_system_commands(app.screen)]
@@ -122,7 +124,9 @@ async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) 
         table = screen.query_one("#model-table", DataTable)
         table.move_cursor(row=table.get_row_index(tiny_model_id))
         await pilot.press("l")
-        await wait_for(pilot, lambda: node.engine is not None and node.engine.is_loaded(tiny_model_id))
+        await wait_for(
+            pilot, lambda: node.engine is not None and node.engine.is_loaded(tiny_model_id)
+        )
         await wait_for(pilot, lambda: bool(screen.query(ProgressBar)))
         await wait_for(pilot, lambda: screen.query_one(ProgressBar).percentage == 1.0)
         assert "loaded" in str(table.get_row(tiny_model_id)[1])
@@ -175,7 +179,9 @@ async def test_openai_client_stream_shows_on_streams_screen(node: Node, tiny_mod
         assert record.text == "".join(pieces)
         assert record.completion_tokens == 12
         table = app.screen.query_one("#stream-table", DataTable)
-        await wait_for(pilot, lambda: table.row_count == 1 and table.get_row(record.request_id)[-1] == "length")
+        await wait_for(
+            pilot, lambda: table.row_count == 1 and table.get_row(record.request_id)[-1] == "length"
+        )
         row = table.get_row(record.request_id)
         assert row[1].startswith("127.0.0.1")
         assert "Hello from the openai" in row[3]
@@ -208,7 +214,12 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
         long_answer(screen)
         await pilot.press(*"go on", "enter")
         await wait_for(pilot, lambda: node.stats().in_flight == 1)
-        await wait_for(pilot, lambda: any(r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live))
+        await wait_for(
+            pilot,
+            lambda: any(
+                r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live
+            ),
+        )
         await pilot.press("escape")
         await wait_for(pilot, lambda: node.stats().in_flight == 0)
         assert screen_text(app, "#chat-status") == "stopped"

@@ -42,8 +42,13 @@ def settle(key: str, model_id: str):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("mode,key", [(mode, key) for mode, key, _ in SCREENS])
 def test_screen_snapshot(
-    snap_compare, mode: str, key: str, size: tuple[int, int], tmp_path: Path,
-    tiny_model_path: Path, tiny_model_id: str,
+    snap_compare,
+    mode: str,
+    key: str,
+    size: tuple[int, int],
+    tmp_path: Path,
+    tiny_model_path: Path,
+    tiny_model_id: str,
 ) -> None:
     node = make_node(tmp_path, tiny_model_path, tiny_model_id)
     app = SalutApp(node, preload=[tiny_model_id], mask_volatile=True)

@@ -86,8 +86,12 @@ class Cluster:
 
     async def start(self) -> None:
         bound = self.settings.host not in ("", "0.0.0.0", "::")
-        token_line = f"{self.settings.host if bound else '127.0.0.1'} {self.node.port} {self.control_token}"
-        write_private_file(self.settings.data_path() / routes.CONTROL_TOKEN_FILE, token_line.encode())
+        token_line = (
+            f"{self.settings.host if bound else '127.0.0.1'} {self.node.port} {self.control_token}"
+        )
+        write_private_file(
+            self.settings.data_path() / routes.CONTROL_TOKEN_FILE, token_line.encode()
+        )
         # Bound to one address: speak from it too, so peers see the address we announce.
         local = (self.settings.host, 0) if bound else None
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=local))
@@ -101,10 +105,18 @@ class Cluster:
             log.warning("zeroconf discovery unavailable (%s); using listed peers only", exc)
             self._discovery = None
         if self.settings.peers:
-            manual = ManualPeers(self.settings.peers, self._session, own_id=self.node_id, on_seen=self._seen, on_gone=self._gone)
+            manual = ManualPeers(
+                self.settings.peers,
+                self._session,
+                own_id=self.node_id,
+                on_seen=self._seen,
+                on_gone=self._gone,
+            )
             self._spawn(manual.run())
         self._spawn(self._dial_loop())
-        log.info("node id %s (%s), %d paired peer(s)", self.node_id, self.name, len(self.trust.all()))
+        log.info(
+            "node id %s (%s), %d paired peer(s)", self.node_id, self.name, len(self.trust.all())
+        )
 
     async def stop(self) -> None:
         self._stopping = True
@@ -164,13 +176,27 @@ class Cluster:
             log.info("%s", exc)
             self._forget_trust(peer.node_id)
             return
-        except (NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError, ValueError) as exc:
+        except (
+            NotPaired,
+            CryptoFailure,
+            aiohttp.ClientError,
+            OSError,
+            TimeoutError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as exc:
             delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
             self._backoff[peer.node_id] = (time.monotonic() + delay, delay)
             record = self.table.get(peer.node_id)
             if record is not None and not record.dial_failed and not record.linked:
                 record.dial_failed = True
-                log.info("peer %s unreachable at %s: %s", peer.name, peer.address, exc or type(exc).__name__)
+                log.info(
+                    "peer %s unreachable at %s: %s",
+                    peer.name,
+                    peer.address,
+                    exc or type(exc).__name__,
+                )
                 self._changed(f"{peer.name} unreachable")
             return
         finally:  # whatever happened, the dial loop may try this peer again
@@ -289,7 +315,9 @@ class Cluster:
         by_id = {r.node_id: r for r in self.table.all()}
         candidates = [c for r in by_id.values() if (c := r.candidate()) is not None]
         local_can_load = self.node.can_serve_locally(request.model)
-        chosen = [by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)]
+        chosen = [
+            by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)
+        ]
         if not chosen:
             return None
         return chosen[0].name, generate_remote(request, [(r.name, _link_of(r)) for r in chosen])
@@ -302,10 +330,19 @@ class Cluster:
         return {**self.node.self_info(), "id": self.node_id}
 
     def info(self) -> dict:
-        return {"object": "cluster", "node": self.self_json(), "peers": [p.to_json() for p in self.table.all()]}
+        return {
+            "object": "cluster",
+            "node": self.self_json(),
+            "peers": [p.to_json() for p in self.table.all()],
+        }
 
     def hello(self) -> dict:
-        return {"id": self.node_id, "name": self.name, "version": self.node.version, "port": self.node.port}
+        return {
+            "id": self.node_id,
+            "name": self.name,
+            "version": self.node.version,
+            "port": self.node.port,
+        }
 
     # ---- what the UI and the control routes call --------------------------------------------
     def peers(self) -> list[PeerRecord]:

@@ -35,7 +35,17 @@ def advertised_addresses(host: str) -> list[str]:
 
 
 class MdnsDiscovery:
-    def __init__(self, *, node_id: str, name: str, version: str, host: str, port: int, on_seen: Seen, on_gone: Gone) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        name: str,
+        version: str,
+        host: str,
+        port: int,
+        on_seen: Seen,
+        on_gone: Gone,
+    ) -> None:
         self.node_id, self.name, self.version = node_id, name, version
         self.host, self.port = host, port
         self._on_seen, self._on_gone = on_seen, on_gone
@@ -48,19 +58,28 @@ class MdnsDiscovery:
         addresses = advertised_addresses(self.host)
         interfaces = InterfaceChoice.All if self.host in ("", "0.0.0.0", "::") else addresses
         self._zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
-        label = f"{self.name[:30].replace('.', ' ')}-{self.node_id}"  # a dot would split the DNS name
+        label = (
+            f"{self.name[:30].replace('.', ' ')}-{self.node_id}"  # a dot would split the DNS name
+        )
         info = AsyncServiceInfo(
             SERVICE_TYPE,
             f"{label}.{SERVICE_TYPE}",
             port=self.port,
-            properties={"id": self.node_id, "name": self.name, "version": self.version, "port": str(self.port)},
+            properties={
+                "id": self.node_id,
+                "name": self.name,
+                "version": self.version,
+                "port": str(self.port),
+            },
             server=f"salut-{self.node_id.replace('-', '')}.local.",
             parsed_addresses=addresses,
             host_ttl=RECORD_TTL,
             other_ttl=RECORD_TTL,
         )
         await self._zc.async_register_service(info, cooperating_responders=True)
-        self._browser = AsyncServiceBrowser(self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
+        self._browser = AsyncServiceBrowser(
+            self._zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change]
+        )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -69,10 +88,14 @@ class MdnsDiscovery:
             await self._browser.async_cancel()
         if self._zc is not None:
             with contextlib.suppress(Exception):
-                await self._zc.async_unregister_all_services()  # the goodbye makes peers drop us now
+                await (
+                    self._zc.async_unregister_all_services()
+                )  # the goodbye makes peers drop us now
             await self._zc.async_close()
 
-    def _on_change(self, zeroconf: object, service_type: str, name: str, state_change: ServiceStateChange) -> None:
+    def _on_change(
+        self, zeroconf: object, service_type: str, name: str, state_change: ServiceStateChange
+    ) -> None:
         if state_change is ServiceStateChange.Removed:
             node_id = self._names.pop(name, None)
             if node_id is not None:
@@ -94,13 +117,27 @@ class MdnsDiscovery:
             return
         self._names[name] = node_id
         port = int(props.get("port") or info.port or 0)
-        self._on_seen(node_id, props.get("name", ""), f"{addresses[0]}:{port}", props.get("version", ""), "mdns")
+        self._on_seen(
+            node_id,
+            props.get("name", ""),
+            f"{addresses[0]}:{port}",
+            props.get("version", ""),
+            "mdns",
+        )
 
 
 class ManualPeers:
     """Polls `GET /salut/hello` on each configured address: the same facts mDNS would give."""
 
-    def __init__(self, addresses: list[str], session: aiohttp.ClientSession, *, own_id: str, on_seen: Seen, on_gone: Gone) -> None:
+    def __init__(
+        self,
+        addresses: list[str],
+        session: aiohttp.ClientSession,
+        *,
+        own_id: str,
+        on_seen: Seen,
+        on_gone: Gone,
+    ) -> None:
         self.addresses = addresses
         self._session = session
         self._own_id = own_id
@@ -114,7 +151,9 @@ class ManualPeers:
 
     async def _poll(self, address: str) -> None:
         try:
-            async with self._session.get(f"http://{address}{HELLO_PATH}", timeout=aiohttp.ClientTimeout(total=1.5)) as resp:
+            async with self._session.get(
+                f"http://{address}{HELLO_PATH}", timeout=aiohttp.ClientTimeout(total=1.5)
+            ) as resp:
                 body = await resp.json()
             node_id = str(body["id"])
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError):
@@ -125,5 +164,6 @@ class ManualPeers:
         if node_id == self._own_id:
             return
         self._known[address] = node_id
-        self._on_seen(node_id, str(body.get("name", "")), address, str(body.get("version", "")), "manual")
-
+        self._on_seen(
+            node_id, str(body.get("name", "")), address, str(body.get("version", "")), "manual"
+        )

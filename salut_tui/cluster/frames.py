@@ -64,6 +64,8 @@ class FrameCipher:
         try:
             plaintext = crypto_secretbox_open(ciphertext, nonce, self._receive_key)
         except (CryptoError, ValueError) as exc:
-            raise CryptoFailure("frame failed authentication (forged, replayed or reordered)") from exc
+            raise CryptoFailure(
+                "frame failed authentication (forged, replayed or reordered)"
+            ) from exc
         self._received += 1
         return plaintext

@@ -37,7 +37,9 @@ def new_ephemeral() -> PrivateKey:
     return PrivateKey.generate()
 
 
-def link_transcript(initiator_id: str, responder_id: str, initiator_eph: bytes, responder_eph: bytes) -> bytes:
+def link_transcript(
+    initiator_id: str, responder_id: str, initiator_eph: bytes, responder_eph: bytes
+) -> bytes:
     return transcript_hash(
         LINK_PROTOCOL, initiator_id.encode(), responder_id.encode(), initiator_eph, responder_eph
     )
@@ -55,7 +57,9 @@ def verify_transcript(public_key: bytes, role: str, transcript: bytes, signature
     verify_signature(public_key, signature, _statement(role, transcript))
 
 
-def session_keys(ephemeral: PrivateKey, their_ephemeral: bytes, transcript: bytes, role: str) -> SessionKeys:
+def session_keys(
+    ephemeral: PrivateKey, their_ephemeral: bytes, transcript: bytes, role: str
+) -> SessionKeys:
     """The traffic keys for my side: what I seal with, and what I open with."""
     if len(their_ephemeral) != 32:
         raise CryptoFailure("bad ephemeral key")

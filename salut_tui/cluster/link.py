@@ -175,13 +175,21 @@ class PeerLink:
     async def _dispatch(self, kind: Kind, stream_id: int, payload: bytes) -> None:
         if kind is Kind.OPEN:
             request = json.loads(payload)
-            served = asyncio.get_running_loop().create_task(self._serve(stream_id, request["method"], request["body"]))
+            served = asyncio.get_running_loop().create_task(
+                self._serve(stream_id, request["method"], request["body"])
+            )
             self._serving[stream_id] = served
             served.add_done_callback(functools.partial(self._served, stream_id))
         elif kind in (Kind.DATA, Kind.END, Kind.ERROR):
             stream = self._streams.get(stream_id)
             if stream is not None:
-                item = payload if kind is Kind.DATA else _END if kind is Kind.END else RemoteError(json.loads(payload))
+                item = (
+                    payload
+                    if kind is Kind.DATA
+                    else _END
+                    if kind is Kind.END
+                    else RemoteError(json.loads(payload))
+                )
                 stream.queue.put_nowait(item)
         elif kind is Kind.CANCEL:
             task = self._serving.pop(stream_id, None)
@@ -209,7 +217,12 @@ class PeerLink:
             pass
         except Exception as exc:  # the peer gets the failure as an ERROR frame, not a hang
             log.exception("peer request %s failed", method)
-            error = {"message": str(exc), "type": "server_error", "code": "peer_error", "status": 500}
+            error = {
+                "message": str(exc),
+                "type": "server_error",
+                "code": "peer_error",
+                "status": 500,
+            }
             with contextlib.suppress(LinkLost, ConnectionError):
                 await self.send(Kind.ERROR, stream_id, json.dumps(error).encode())
 
@@ -221,12 +234,16 @@ class PeerLink:
                     # a reset; the silence check below must still run, so sends are bounded.
                     await asyncio.wait_for(self._send_tick(), DEAD_AFTER)
                 except TimeoutError:
-                    log.warning("peer %s: link stalled for %.0f s: closing it", self.peer.name, DEAD_AFTER)
+                    log.warning(
+                        "peer %s: link stalled for %.0f s: closing it", self.peer.name, DEAD_AFTER
+                    )
                     await self.close()
                     return
                 await asyncio.sleep(TICK)
                 if time.monotonic() - self.last_received > DEAD_AFTER:
-                    log.warning("peer %s silent for %.0f s: closing its link", self.peer.name, DEAD_AFTER)
+                    log.warning(
+                        "peer %s silent for %.0f s: closing its link", self.peer.name, DEAD_AFTER
+                    )
                     await self.close()
 
     async def _send_tick(self) -> None:
@@ -258,7 +275,9 @@ async def _receive_json(ws: Any) -> dict:
     return body
 
 
-async def accept(ws: web.WebSocketResponse, identity: Identity, trust: TrustStore) -> tuple[FrameCipher, TrustedPeer]:
+async def accept(
+    ws: web.WebSocketResponse, identity: Identity, trust: TrustStore
+) -> tuple[FrameCipher, TrustedPeer]:
     """Responder side. Anyone not in the trust store is turned away after the first message."""
     first = await _receive_json(ws)
     peer = trust.get(str(first.get("node_id")))
@@ -283,10 +302,14 @@ async def accept(ws: web.WebSocketResponse, identity: Identity, trust: TrustStor
     return FrameCipher(keys.send, keys.receive), peer
 
 
-async def dial(session: aiohttp.ClientSession, identity: Identity, peer: TrustedPeer) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher]:
+async def dial(
+    session: aiohttp.ClientSession, identity: Identity, peer: TrustedPeer
+) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher]:
     """Initiator side: connect to a paired peer and prove who we both are."""
     ws = await session.ws_connect(
-        f"http://{peer.address}{LINK_PATH}", max_msg_size=MAX_FRAME, timeout=aiohttp.ClientWSTimeout(ws_close=1.0)
+        f"http://{peer.address}{LINK_PATH}",
+        max_msg_size=MAX_FRAME,
+        timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
     )
     try:
         eph = new_ephemeral()
@@ -296,7 +319,9 @@ async def dial(session: aiohttp.ClientSession, identity: Identity, peer: Trusted
         if "error" in second:
             if "sig" in second:
                 statement = _unpaired_statement(mine, identity.node_id)
-                verify_transcript(peer.key_bytes, RESPONDER, statement, bytes.fromhex(second["sig"]))
+                verify_transcript(
+                    peer.key_bytes, RESPONDER, statement, bytes.fromhex(second["sig"])
+                )
                 raise UnpairedByPeer(f"{second['error']}: {peer.name} unpaired this node")
             raise NotPaired(str(second["error"]))
         if second.get("node_id") != peer.node_id:

@@ -85,7 +85,9 @@ class PeerTable:
     def all(self) -> list[PeerRecord]:
         return sorted(self._peers.values(), key=lambda p: (not p.paired, p.name, p.node_id))
 
-    def upsert(self, node_id: str, name: str, address: str, source: str, version: str = "") -> PeerRecord:
+    def upsert(
+        self, node_id: str, name: str, address: str, source: str, version: str = ""
+    ) -> PeerRecord:
         record = self._peers.get(node_id)
         if record is None:
             record = self._peers[node_id] = PeerRecord(node_id, name, address)

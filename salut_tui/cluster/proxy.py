@@ -60,7 +60,11 @@ async def generate_remote(
                 return
         except (LinkLost, ConnectionError):
             if started:
-                yield Error(f"peer '{name}' went away in the middle of the response", code="peer_unreachable", status=502)
+                yield Error(
+                    f"peer '{name}' went away in the middle of the response",
+                    code="peer_unreachable",
+                    status=502,
+                )
                 return
             last_error = Error(f"peer '{name}' is unreachable", code="peer_unreachable", status=502)
         except RemoteError as exc:

@@ -57,11 +57,15 @@ def install(app: web.Application, cluster: Cluster) -> None:
         if request.path.startswith(CONTROL_PREFIX):
             given = request.headers.get(CONTROL_HEADER, "")
             if not hmac.compare_digest(given.encode(), cluster.control_token.encode()):
-                return _error(403, "control routes need the token from this node's data dir", "forbidden")
+                return _error(
+                    403, "control routes need the token from this node's data dir", "forbidden"
+                )
         return await handler(request)
 
     async def peers(request: web.Request) -> web.Response:
-        return web.json_response({"node": cluster.self_json(), "peers": [p.to_json() for p in cluster.peers()]})
+        return web.json_response(
+            {"node": cluster.self_json(), "peers": [p.to_json() for p in cluster.peers()]}
+        )
 
     async def pairing_status(request: web.Request) -> web.Response:
         return web.json_response(cluster.pairing_status())
@@ -81,7 +85,9 @@ def install(app: web.Application, cluster: Cluster) -> None:
             return _error(400, "give 'address' and 'code'", "invalid_request")
         except PairingError as exc:
             return _error(_STATUS.get(exc.reason, 400), str(exc), exc.reason)
-        return web.json_response({"paired": True, "id": peer.node_id, "name": peer.name, "address": peer.address})
+        return web.json_response(
+            {"paired": True, "id": peer.node_id, "name": peer.name, "address": peer.address}
+        )
 
     async def unpair(request: web.Request) -> web.Response:
         removed = await cluster.unpair(request.match_info["peer"])
@@ -111,4 +117,7 @@ async def _json(request: web.Request) -> dict:
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "type": "invalid_request_error", "code": code}}, status=status)
+    return web.json_response(
+        {"error": {"message": message, "type": "invalid_request_error", "code": code}},
+        status=status,
+    )

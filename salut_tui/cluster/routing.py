@@ -30,5 +30,7 @@ def choose_peers(model: str, candidates: list[Candidate], *, local_can_load: boo
     loaded = sorted((c for c in candidates if model in c.loaded), key=order)
     if not loaded and local_can_load:
         return []
-    loadable = sorted((c for c in candidates if model not in c.loaded and model in c.available), key=order)
+    loadable = sorted(
+        (c for c in candidates if model not in c.loaded and model in c.available), key=order
+    )
     return [c.node_id for c in loaded] + ([] if local_can_load else [c.node_id for c in loadable])

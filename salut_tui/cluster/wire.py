@@ -42,7 +42,11 @@ def chunk_to_bytes(chunk: Chunk) -> bytes:
     if isinstance(chunk, Token):
         body: dict = {"t": chunk.text, "i": chunk.token_id}
     elif isinstance(chunk, Finish):
-        body = {"f": chunk.reason, "p": chunk.usage.prompt_tokens, "c": chunk.usage.completion_tokens}
+        body = {
+            "f": chunk.reason,
+            "p": chunk.usage.prompt_tokens,
+            "c": chunk.usage.completion_tokens,
+        }
     else:
         body = {"e": asdict(chunk)}
     return json.dumps(body, separators=(",", ":")).encode()

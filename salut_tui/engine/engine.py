@@ -219,7 +219,12 @@ class Engine:
             ) from exc
         self._models[model_id] = info
         self.events.publish(ModelLoaded(model_id, info.memory_bytes))
-        log.info("loaded %s (%.1f MB, context %d)", model_id, info.memory_bytes / 1e6, info.context_length)
+        log.info(
+            "loaded %s (%.1f MB, context %d)",
+            model_id,
+            info.memory_bytes / 1e6,
+            info.context_length,
+        )
         return info
 
     def _check_fits(self, model_id: str, needed: int, force: bool) -> None:

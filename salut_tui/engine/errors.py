@@ -39,4 +39,6 @@ def queue_full(limit: int) -> Error:
 
 
 def engine_stopped() -> ModelError:
-    return ModelError("the engine is not running", status=503, code="engine_stopped", type="server_error")
+    return ModelError(
+        "the engine is not running", status=503, code="engine_stopped", type="server_error"
+    )

@@ -105,4 +105,6 @@ class ModelError(Exception):
         self.param = param
 
     def to_error(self) -> Error:
-        return Error(self.message, type=self.type, code=self.code, status=self.status, param=self.param)
+        return Error(
+            self.message, type=self.type, code=self.code, status=self.status, param=self.param
+        )

@@ -200,11 +200,15 @@ class Worker:
             self._emit(sink, exc.to_error())
             return
         if not prompt:
-            self._emit(sink, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt"))
+            self._emit(
+                sink, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt")
+            )
             return
         if len(prompt) >= info.context_length:
             param = "messages" if request.messages is not None else "prompt"
-            self._emit(sink, errors.context_length_exceeded(len(prompt), info.context_length, param))
+            self._emit(
+                sink, errors.context_length_exceeded(len(prompt), info.context_length, param)
+            )
             return
         wanted = request.sampling.max_tokens or self.settings.default_max_tokens
         max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
@@ -239,7 +243,9 @@ class Worker:
             self._advance(model)
         except Exception as exc:  # an MLX failure ends this model's requests, not the thread
             log.exception("generation failed on %s", model_id)
-            self._reset_generator(model, Error(f"generation failed: {exc}", code="generation_failed"))
+            self._reset_generator(
+                model, Error(f"generation failed: {exc}", code="generation_failed")
+            )
 
     def _advance(self, model: _Model) -> None:
         began = time.perf_counter()

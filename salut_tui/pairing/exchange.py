@@ -48,7 +48,12 @@ class Party:
     @classmethod
     def from_json(cls, body: dict) -> Party:
         try:
-            return cls(str(body["node_id"]), str(body["name"])[:64], bytes.fromhex(body["public_key"]), bytes.fromhex(body["pake"]))
+            return cls(
+                str(body["node_id"]),
+                str(body["name"])[:64],
+                bytes.fromhex(body["public_key"]),
+                bytes.fromhex(body["pake"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise CryptoFailure("malformed pairing message") from exc
 
@@ -88,7 +93,9 @@ def make_confirm(identity: Identity, role: Role, shared: bytes, transcript_diges
     return seal(_confirm_key(shared, role, transcript_digest), signature)
 
 
-def check_confirm(sealed: bytes, sender_role: Role, sender_key: bytes, shared: bytes, transcript_digest: bytes) -> None:
+def check_confirm(
+    sealed: bytes, sender_role: Role, sender_key: bytes, shared: bytes, transcript_digest: bytes
+) -> None:
     """Raise CryptoFailure unless the sender knew the code and holds `sender_key`."""
     signature = unseal(_confirm_key(shared, sender_role, transcript_digest), sealed)
     verify_signature(sender_key, signature, _signed_statement(sender_role, transcript_digest))

@@ -42,7 +42,9 @@ MAX_TTL = 900.0
 class PairingError(Exception):
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
-        self.reason = reason  # wrong_code, no_code, busy, rate_limited, invalid_code, unreachable...
+        self.reason = (
+            reason  # wrong_code, no_code, busy, rate_limited, invalid_code, unreachable...
+        )
 
 
 class _PeerLeft(Exception):
@@ -131,7 +133,9 @@ class PairingService:
         for action in self.machine.feed(Event.CODE_CREATED):
             if action is Action.START_TIMER:
                 loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(self._expires_at - time.time(), self._expire, self.machine)
+                self._timer = loop.call_later(
+                    self._expires_at - time.time(), self._expire, self.machine
+                )
         self._changed()
         return self.status()
 
@@ -152,19 +156,32 @@ class PairingService:
             await ws.close()
             return
         m = self.machine
-        if m is None or m.role is not Role.HOST or m.state is not State.WAITING or self._code is None:
+        if (
+            m is None
+            or m.role is not Role.HOST
+            or m.state is not State.WAITING
+            or self._code is None
+        ):
             reason = "busy" if m is not None and not m.finished else "no_code"
             await ws.send_json({"type": "reject", "reason": reason})
             await ws.close()
             return
-        attempt = _Attempt(m, ws, self._code, them=them, address=f"{_host_for_url(remote_host)}:{port}")
+        attempt = _Attempt(
+            m, ws, self._code, them=them, address=f"{_host_for_url(remote_host)}:{port}"
+        )
         self._peer_name = them.name
         await self._feed(attempt, Event.HELLO_RECEIVED)
         if m.finished:  # the joiner left before our PAKE message went out
             return
         try:
             confirm = await _receive(ws, "confirm")
-            check_confirm(bytes.fromhex(confirm["box"]), Role.JOINER, them.public_key, attempt.shared or b"\0" * 32, attempt.transcript())
+            check_confirm(
+                bytes.fromhex(confirm["box"]),
+                Role.JOINER,
+                them.public_key,
+                attempt.shared or b"\0" * 32,
+                attempt.transcript(),
+            )
         except TimeoutError:
             await self._feed(attempt, Event.TIMED_OUT)
         except (_PeerLeft, _Rejected):
@@ -175,24 +192,38 @@ class PairingService:
             await self._feed(attempt, Event.CONFIRM_VALID)
 
     # ---- joiner side: this node connects with a code ----------------------------------
-    async def join(self, session: aiohttp.ClientSession, address: str, code_text: str) -> TrustedPeer:
+    async def join(
+        self, session: aiohttp.ClientSession, address: str, code_text: str
+    ) -> TrustedPeer:
         code = normalise_code(code_text)
         if code is None:
-            raise PairingError(f"'{code_text}' is not a pairing code (like 42-maple-rocket)", "invalid_code")
-        if self.machine is not None and not self.machine.finished and self.machine.state is not State.WAITING:
+            raise PairingError(
+                f"'{code_text}' is not a pairing code (like 42-maple-rocket)", "invalid_code"
+            )
+        if (
+            self.machine is not None
+            and not self.machine.finished
+            and self.machine.state is not State.WAITING
+        ):
             raise PairingError("a pairing is in progress; try again in a moment", "busy")
         self._check_rate()
         self.cancel()
         machine = PairingMachine(Role.JOINER)
         self.machine, self._peer_name, self._detail = machine, address, ""
         try:
-            ws = await session.ws_connect(f"http://{address}{PAIR_PATH}", timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=None)
+            ws = await session.ws_connect(
+                f"http://{address}{PAIR_PATH}",
+                timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                heartbeat=None,
+            )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.machine = None
             raise PairingError(f"cannot reach {address}: {exc}", "unreachable") from exc
         attempt = _Attempt(machine, ws, code, address=address)
         attempt.pake = start_pake(Role.JOINER, code)
-        attempt.me = Party(self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start())
+        attempt.me = Party(
+            self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start()
+        )
         async with ws:
             await self._feed(attempt, Event.JOIN_REQUESTED)
             await self._joiner_step(attempt, "pake", Event.PAKE_RECEIVED)
@@ -211,7 +242,13 @@ class PairingService:
                 attempt.shared = finish_pake(attempt.pake, attempt.them.pake)
             else:
                 assert attempt.them is not None and attempt.shared is not None
-                check_confirm(bytes.fromhex(body["box"]), Role.HOST, attempt.them.public_key, attempt.shared, attempt.transcript())
+                check_confirm(
+                    bytes.fromhex(body["box"]),
+                    Role.HOST,
+                    attempt.them.public_key,
+                    attempt.shared,
+                    attempt.transcript(),
+                )
         except _Rejected as exc:
             attempt.extra["reason"] = exc.reason
             await self._feed(attempt, Event.REJECTED)
@@ -241,7 +278,9 @@ class PairingService:
                 # burn the code) still run, and the attempt then fails: it must never stay
                 # half-way, or every later code would be refused as "busy".
                 socket_lost = True
-        self._detail = attempt.extra.get("reason", "") if attempt.machine.state is State.FAILED else ""
+        self._detail = (
+            attempt.extra.get("reason", "") if attempt.machine.state is State.FAILED else ""
+        )
         self._changed()  # before closing: the close handshake waits on the other side
         if Action.CLOSE in actions:
             await self._perform(attempt, Action.CLOSE)
@@ -259,7 +298,9 @@ class PairingService:
         elif action is Action.SEND_PAKE:
             assert attempt.them is not None
             attempt.pake = start_pake(Role.HOST, attempt.code)
-            attempt.me = Party(self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start())
+            attempt.me = Party(
+                self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start()
+            )
             try:
                 attempt.shared = finish_pake(attempt.pake, attempt.them.pake)
             except CryptoFailure:
@@ -267,7 +308,9 @@ class PairingService:
             await ws.send_json({"type": "pake", **attempt.me.to_json()})
         elif action is Action.SEND_CONFIRM:
             assert attempt.shared is not None
-            box = make_confirm(self.identity, attempt.machine.role, attempt.shared, attempt.transcript())
+            box = make_confirm(
+                self.identity, attempt.machine.role, attempt.shared, attempt.transcript()
+            )
             await ws.send_json({"type": "confirm", "box": box.hex()})
         elif action is Action.SEND_REJECT:
             attempt.extra.setdefault("reason", attempt.reject_reason)
@@ -275,7 +318,9 @@ class PairingService:
                 await ws.send_json({"type": "reject", "reason": attempt.extra["reason"]})
         elif action is Action.STORE_TRUST:
             assert attempt.them is not None
-            attempt.peer = self.trust.add(attempt.them.public_key, attempt.them.name, attempt.address)
+            attempt.peer = self.trust.add(
+                attempt.them.public_key, attempt.them.name, attempt.address
+            )
             self.limiter.record_success()
             self._on_paired(attempt.peer)
         elif action is Action.COUNT_FAILURE:
@@ -301,7 +346,9 @@ class PairingService:
     def _check_rate(self) -> None:
         wait = self.limiter.retry_after()
         if wait > 0:
-            raise PairingError(f"too many failed pairings; try again in {wait:.0f} s", "rate_limited")
+            raise PairingError(
+                f"too many failed pairings; try again in {wait:.0f} s", "rate_limited"
+            )
 
     def _changed(self) -> None:
         self._on_change(self.status())

@@ -177,7 +177,9 @@ class SalutApp(App[int]):
         if isinstance(event, ModelLoaded):
             self.notify(f"Loaded {event.model_id}", timeout=4)
         elif isinstance(event, ModelLoadFailed):
-            self.notify(f"Could not load {event.model_id}: {event.message}", severity="error", timeout=10)
+            self.notify(
+                f"Could not load {event.model_id}: {event.message}", severity="error", timeout=10
+            )
         elif isinstance(event, ModelUnloaded):
             self.notify(f"Unloaded {event.model_id}", timeout=4)
 

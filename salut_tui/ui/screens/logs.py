@@ -14,7 +14,13 @@ from textual.widgets import Label, RichLog, Select
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.state import LEVELS, LogEntry
 
-LEVEL_STYLES = {"DEBUG": "dim", "INFO": "", "WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
+LEVEL_STYLES = {
+    "DEBUG": "dim",
+    "INFO": "",
+    "WARNING": "yellow",
+    "ERROR": "bold red",
+    "CRITICAL": "bold red",
+}
 
 
 class LogsScreen(NodeScreen):
@@ -33,14 +39,19 @@ class LogsScreen(NodeScreen):
         with Horizontal(id="log-controls"):
             yield Label("level ")
             yield Select(
-                [(name, name) for name in LEVELS], value=self.level, allow_blank=False,
-                compact=True, id="log-level",
+                [(name, name) for name in LEVELS],
+                value=self.level,
+                allow_blank=False,
+                compact=True,
+                id="log-level",
             )
         yield RichLog(id="log-view", max_lines=2000, wrap=True, auto_scroll=True)
 
     def commands(self) -> Iterable[SystemCommand]:
         for name in LEVELS:
-            yield SystemCommand(f"Logs: {name} and above", "Filter the Logs screen", self._setter(name))
+            yield SystemCommand(
+                f"Logs: {name} and above", "Filter the Logs screen", self._setter(name)
+            )
 
     def _setter(self, name: str):
         def set_level() -> None:

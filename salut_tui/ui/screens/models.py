@@ -77,7 +77,9 @@ class ModelsScreen(NodeScreen):
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Load model", "Load the selected model", self.action_load)
         yield SystemCommand("Unload model", "Unload the selected model", self.action_unload)
-        yield SystemCommand("Import GGUF", "Convert a GGUF file into a model", self.action_import_gguf)
+        yield SystemCommand(
+            "Import GGUF", "Convert a GGUF file into a model", self.action_import_gguf
+        )
 
     def on_mount(self) -> None:
         self.query_one("#model-table").focus()

@@ -45,12 +45,19 @@ class SettingsScreen(NodeScreen):
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="settings"):
-            yield from self._row("Node name", Input(id="set-node_name", compact=True, placeholder="the host name"))
+            yield from self._row(
+                "Node name", Input(id="set-node_name", compact=True, placeholder="the host name")
+            )
             yield from self._row("Host", Input(id="set-host", compact=True))
             yield from self._row("Port", Input(id="set-port", compact=True, type="integer"))
             with Horizontal(classes="setting-row"):
                 yield Label("API key", classes="setting-label")
-                yield Input(id="set-api_key", compact=True, password=True, placeholder="none: open to the LAN")
+                yield Input(
+                    id="set-api_key",
+                    compact=True,
+                    password=True,
+                    placeholder="none: open to the LAN",
+                )
             with Horizontal(classes="setting-row buttons"):
                 yield Label("", classes="setting-label")
                 yield Button("Generate", id="key-generate", compact=True)
@@ -59,7 +66,9 @@ class SettingsScreen(NodeScreen):
             default = self.node.settings.default_model  # load_form adds the other models
             yield from self._row(
                 "Default model",
-                Select([(default, default)], id="set-default_model", compact=True, allow_blank=False),
+                Select(
+                    [(default, default)], id="set-default_model", compact=True, allow_blank=False
+                ),
             )
             themes = [(t, t) for t in self.salut.theme_names]
             yield from self._row(
@@ -120,7 +129,9 @@ class SettingsScreen(NodeScreen):
 
     def action_save(self) -> None:
         values = self.form_values()
-        changed = {k: v for k, v in values.items() if v != self._initial.get(k) and v is not Select.BLANK}
+        changed = {
+            k: v for k, v in values.items() if v != self._initial.get(k) and v is not Select.BLANK
+        }
         if not changed:
             self.show_status("Nothing changed.")
             return

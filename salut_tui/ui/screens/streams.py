@@ -39,7 +39,10 @@ class StreamsScreen(NodeScreen):
             table.add_columns(*COLUMNS)
             yield table
             with VerticalScroll(id="stream-preview"):
-                yield Static("[dim]No requests yet. Point a client at this node's API.[/]", id="stream-summary")
+                yield Static(
+                    "[dim]No requests yet. Point a client at this node's API.[/]",
+                    id="stream-summary",
+                )
                 yield Static("", id="stream-text", markup=False)
 
     def on_mount(self) -> None:
@@ -53,7 +56,9 @@ class StreamsScreen(NodeScreen):
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Open stream", "Show the selected stream in full", self.action_open)
-        yield SystemCommand("Clear finished streams", "Empty the history", self.action_clear_finished)
+        yield SystemCommand(
+            "Clear finished streams", "Empty the history", self.action_clear_finished
+        )
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[str]) -> None:
@@ -94,7 +99,11 @@ class StreamsScreen(NodeScreen):
 
     def _cells(self, record: StreamRecord, now: float) -> tuple[str, ...]:
         fig = self.figures
-        mark = "[yellow]●[/]" if record.live else ("[red]✗[/]" if record.status == "error" else "[green]✓[/]")
+        mark = (
+            "[yellow]●[/]"
+            if record.live
+            else ("[red]✗[/]" if record.status == "error" else "[green]✓[/]")
+        )
         return (
             mark,
             escape(record.client or "-"),

@@ -24,7 +24,9 @@ class SamplingBar(Horizontal):
     def compose(self) -> ComposeResult:
         for field_id, label, default, width in FIELDS:
             yield Label(f"{label} ", classes="sampling-label")
-            field = Input(default, id=f"sampling-{field_id}", compact=True, classes="sampling-input")
+            field = Input(
+                default, id=f"sampling-{field_id}", compact=True, classes="sampling-input"
+            )
             field.styles.width = width
             yield field
 
