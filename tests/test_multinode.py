@@ -129,8 +129,9 @@ class NodeProc:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read())
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        cmd = [
+    def _cli_command(self, *args: str) -> list[str]:
+        """`salut ARGS --data-dir <this node's>`, run inside this node's namespace."""
+        return [
             *self._prefix(),
             sys.executable,
             "-m",
@@ -139,19 +140,16 @@ class NodeProc:
             "--data-dir",
             str(self.data_dir),
         ]
-        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            self._cli_command(*args), cwd=REPO, capture_output=True, text=True, timeout=60
+        )
 
     def cli_background(self, *args: str) -> subprocess.Popen:
-        cmd = [
-            *self._prefix(),
-            sys.executable,
-            "-m",
-            "salut_tui",
-            *args,
-            "--data-dir",
-            str(self.data_dir),
-        ]
-        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self._cli_command(*args), cwd=REPO, stdout=subprocess.PIPE, text=True
+        )
 
     def log_tail(self) -> str:
         path = self.root / "node.log"
