@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from salut_tui import __version__
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
+from salut_tui.pairing.files import DataFileError
 
 if TYPE_CHECKING:
     from salut_tui.node import Node
@@ -241,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_ui(settings, config_path, args.model)
     except ModelError as exc:  # `--model DIR` naming a directory that holds no model
+        print(f"salut: {exc}", file=sys.stderr)
+        return 2
+    except DataFileError as exc:  # a damaged trust store or key: say which file and what to do
         print(f"salut: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -14,12 +14,13 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
 
 from salut_tui.cluster import routes
+from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
 from salut_tui.cluster.models import merge_models
@@ -28,9 +29,10 @@ from salut_tui.cluster.proxy import GENERATE, forwarded, generate_remote, serve_
 from salut_tui.cluster.routing import choose_peers
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import PairingChanged, PeersChanged
-from salut_tui.pairing.identity import Identity, write_private_file
+from salut_tui.pairing.files import ensure_private_dir, write_private_file
+from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
-from salut_tui.pairing.service import PairingService
+from salut_tui.pairing.service import PairingService, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 
 if TYPE_CHECKING:
@@ -40,6 +42,10 @@ log = logging.getLogger(__name__)
 
 DIAL_EVERY = 0.25  # how often the dialer looks for paired peers without a link
 MAX_BACKOFF = 2.0  # a returning peer is picked up within this
+DIAL_FAILURES = (
+    NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError,
+    ValueError,
+)  # fmt: skip
 AVAILABLE_REFRESH = 10.0  # seconds between rescans of the models this node could load
 
 
@@ -48,7 +54,7 @@ class Cluster:
         self.node = node
         self.settings = node.settings
         data = self.settings.data_path()
-        data.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(data)
         self.identity = Identity.load_or_create(data)
         self.trust = TrustStore(data)
         self.table = PeerTable()
@@ -59,7 +65,7 @@ class Cluster:
             self.trust,
             name=self.name,
             api_port=lambda: node.port,
-            on_change=lambda s: node.events.publish(PairingChanged(s["state"], s["detail"] or "")),
+            on_change=lambda s: node.events.publish(PairingChanged(s.state.value, s.detail)),
             on_paired=self._paired,
         )
         self.control_token = secrets.token_urlsafe(24)
@@ -141,13 +147,14 @@ class Cluster:
 
     # ---- discovery -------------------------------------------------------------------------
     def _seen(self, node_id: str, name: str, address: str, version: str, source: str) -> None:
+        # Unauthenticated: for a paired peer this only adds a candidate address (never touches
+        # the trust store); a new one is worth dialling now.
         known = self.table.get(node_id)
         is_new = known is None or source not in known.sources
+        new_address = known is None or address not in known.candidates
         record = self.table.upsert(node_id, name, address, source, version)
-        if record.paired:
-            self.trust.update_address(node_id, address, name or None)
-            if not record.linked:
-                self._backoff.pop(node_id, None)  # it is back: dial now
+        if record.paired and not record.linked and new_address:
+            self._backoff.pop(node_id, None)
         if is_new:
             self._changed(f"seen {record.name}")
 
@@ -169,23 +176,13 @@ class Cluster:
             await asyncio.sleep(DIAL_EVERY)
 
     async def _dial(self, peer: TrustedPeer) -> None:
-        assert self._session is not None
         try:
-            ws, cipher = await asyncio.wait_for(dial(self._session, self.identity, peer), 5.0)
+            ws, cipher, address = await self._dial_any(peer)
         except UnpairedByPeer as exc:
             log.info("%s", exc)
             self._forget_trust(peer.node_id)
             return
-        except (
-            NotPaired,
-            CryptoFailure,
-            aiohttp.ClientError,
-            OSError,
-            TimeoutError,
-            KeyError,
-            TypeError,
-            ValueError,
-        ) as exc:
+        except DIAL_FAILURES as exc:
             delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
             self._backoff[peer.node_id] = (time.monotonic() + delay, delay)
             record = self.table.get(peer.node_id)
@@ -202,12 +199,37 @@ class Cluster:
         finally:  # whatever happened, the dial loop may try this peer again
             self._dialing.discard(peer.node_id)
         self._backoff.pop(peer.node_id, None)
+        # The handshake proved the peer's key at this address: the trust store learns it.
+        peer = self.trust.prove_address(peer.node_id, address) or peer
         await self._run_link(self._make_link(ws, cipher, peer, initiator=True))
 
-    async def accept_link(self, ws: web.WebSocketResponse) -> None:
+    async def _dial_any(
+        self, peer: TrustedPeer
+    ) -> tuple[aiohttp.ClientWebSocketResponse, Any, str]:
+        """Each proven address, then each announced candidate, until one signs as the peer.
+        Every try is bounded (link.dial), so a tarpit or a flood of junk costs seconds, not
+        the loop."""
+        assert self._session is not None
+        record = self.table.get(peer.node_id)
+        failure: Exception = OSError("no address known")
+        for address in dial_order(peer.addresses, record.candidates if record else ()):
+            try:
+                ws, cipher = await dial(self._session, self.identity, peer, address)
+            except UnpairedByPeer:
+                raise
+            except DIAL_FAILURES as exc:
+                failure = exc
+                continue
+            return ws, cipher, address
+        raise failure
+
+    async def accept_link(
+        self, ws: web.WebSocketResponse, on_authenticated: Callable[[], None] = lambda: None
+    ) -> None:
         if self._stopping:
             raise NotPaired("this node is stopping")
         cipher, peer = await accept(ws, self.identity, self.trust)
+        on_authenticated()
         await self._run_link(self._make_link(ws, cipher, peer, initiator=False))
 
     def _make_link(self, ws, cipher, peer: TrustedPeer, *, initiator: bool) -> PeerLink:  # type: ignore[no-untyped-def]
@@ -289,12 +311,8 @@ class Cluster:
             self._spawn(link.close())
 
     def _paired(self, peer: TrustedPeer) -> None:
-        known = self.table.get(peer.node_id)
-        if known is not None and known.sources - {"trust"}:
-            # What the peer announces (mDNS, or the listed address) beats the address its
-            # pairing connection happened to come from.
-            self.trust.update_address(peer.node_id, known.address)
-            peer = self.trust.get(peer.node_id) or peer
+        # The address pairing proved is the one to dial; what discovery announced for this id
+        # stays a candidate (see _dial_any).
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
         record.paired, record.dial_failed = True, False
         self._backoff.pop(peer.node_id, None)
@@ -348,10 +366,10 @@ class Cluster:
     def peers(self) -> list[PeerRecord]:
         return self.table.all()
 
-    def pairing_status(self) -> dict:
+    def pairing_status(self) -> PairingStatus:
         return self.pairing.status()
 
-    def create_pairing_code(self, ttl: float = 300.0) -> dict:
+    def create_pairing_code(self, ttl: float = 300.0) -> PairingStatus:
         return self.pairing.create_code(ttl)
 
     def cancel_pairing(self) -> None:

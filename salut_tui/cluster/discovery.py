@@ -1,11 +1,16 @@
 """Finding other nodes: zeroconf (mDNS/DNS-SD) on the shared asyncio loop, and addresses listed
 in the config, polled for networks that block multicast. Both report the same two callbacks,
-so a listed peer behaves exactly like a discovered one."""
+so a listed peer behaves exactly like a discovered one.
+
+Nothing here is authenticated: what they report is a *candidate* address and a name to show
+until pairing, never trust (see `Cluster._seen`). Names are cleaned here, where they enter, and
+a listed address's answer is read up to `MAX_HELLO` bytes only."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Callable
 
@@ -13,12 +18,15 @@ import aiohttp
 from zeroconf import InterfaceChoice, IPVersion, ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
+from salut_tui.pairing.names import clean_name
+
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_salut._tcp.local."
 HELLO_PATH = "/salut/hello"
 RECORD_TTL = 30  # seconds; a node that vanishes without a goodbye drops out after this
 MANUAL_POLL = 2.0
+MAX_HELLO = 4096  # bytes of a listed address's /salut/hello answer that are read
 
 Seen = Callable[[str, str, str, str, str], None]  # node_id, name, address, version, source
 Gone = Callable[[str, str], None]  # node_id, source
@@ -110,18 +118,24 @@ class MdnsDiscovery:
         info = AsyncServiceInfo(SERVICE_TYPE, name)
         if not await info.async_request(self._zc.zeroconf, 2000):
             return
-        props = {k.decode(): (v or b"").decode() for k, v in info.properties.items()}
-        node_id = props.get("id", "")
+        props = {
+            k.decode(errors="replace"): (v or b"").decode(errors="replace")
+            for k, v in info.properties.items()
+        }
+        node_id = clean_name(props.get("id", ""))
         addresses = info.parsed_addresses(IPVersion.V4Only)
-        if not node_id or node_id == self.node_id or not addresses:
+        try:
+            port = int(props.get("port") or info.port or 0)
+        except ValueError:
+            return
+        if not node_id or node_id == self.node_id or not addresses or not 0 < port < 65536:
             return
         self._names[name] = node_id
-        port = int(props.get("port") or info.port or 0)
         self._on_seen(
             node_id,
-            props.get("name", ""),
+            clean_name(props.get("name", "")),
             f"{addresses[0]}:{port}",
-            props.get("version", ""),
+            clean_name(props.get("version", ""), 32),
             "mdns",
         )
 
@@ -154,8 +168,10 @@ class ManualPeers:
             async with self._session.get(
                 f"http://{address}{HELLO_PATH}", timeout=aiohttp.ClientTimeout(total=1.5)
             ) as resp:
-                body = await resp.json()
-            node_id = str(body["id"])
+                body = json.loads(await _read_bounded(resp, MAX_HELLO) or b"null")
+            node_id = clean_name(body["id"])
+            if resp.status != 200 or not node_id:
+                raise ValueError(f"no node at {address}")
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, KeyError, TypeError):
             node_id = self._known.pop(address, "")
             if node_id:
@@ -165,5 +181,20 @@ class ManualPeers:
             return
         self._known[address] = node_id
         self._on_seen(
-            node_id, str(body.get("name", "")), address, str(body.get("version", "")), "manual"
+            node_id,
+            clean_name(body.get("name", "")),
+            address,
+            clean_name(body.get("version", ""), 32),
+            "manual",
         )
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or ValueError once it passes `limit` bytes (nothing more is read)."""
+    data = bytearray()
+    while len(data) <= limit:
+        piece = await resp.content.read(limit + 1 - len(data))
+        if not piece:
+            return bytes(data)
+        data += piece
+    raise ValueError(f"answer over {limit} bytes")

@@ -1,5 +1,8 @@
 """Peer link frames: a 5-byte header and a payload, sealed as one SecretBox message.
 
+No websocket message on the link is large (see `MAX_WIRE_MESSAGE`): a frame bigger than one
+piece travels as PART frames and a final PART_END whose payloads, joined, are the encoded frame.
+
 Each direction has its own key and a message counter used as the nonce. The counter is never
 sent: the websocket delivers in order, so both ends know the next number, and a replayed,
 dropped, reordered or forged frame fails authentication and ends the link. Overhead per frame
@@ -29,6 +32,16 @@ class Kind(IntEnum):
     PONG = 7
     STATE = 8  # stream 0: the sender's node state (JSON), about once a second
     NOTICE = 9  # stream 0: one-off JSON notices ({"unpaired": true})
+    # Pieces of one large frame, sent back to back (numbered apart from the stream kinds).
+    PART = 30  # stream 0: a piece, more follow
+    PART_END = 31  # stream 0: the last piece
+
+
+# The largest websocket message either end reads, before and after the handshake: reading stays
+# cheap whoever sends. Frames above PIECE bytes are split (one piece + header + MAC fits).
+MAX_WIRE_MESSAGE = 16 * 1024
+PIECE = MAX_WIRE_MESSAGE - 64
+MAX_FRAME = 64 * 1024 * 1024  # the largest frame a paired peer may send, once reassembled
 
 
 def encode(kind: Kind, stream: int, payload: bytes = b"") -> bytes:
@@ -69,3 +82,33 @@ class FrameCipher:
             ) from exc
         self._received += 1
         return plaintext
+
+
+def split(frame: bytes) -> list[bytes]:
+    """The encoded frames to seal and send for `frame` (itself when it fits one piece)."""
+    if len(frame) <= PIECE:
+        return [frame]
+    if len(frame) > MAX_FRAME:
+        raise ValueError(f"frame of {len(frame)} bytes is over the {MAX_FRAME} limit")
+    pieces = [frame[i : i + PIECE] for i in range(0, len(frame), PIECE)]
+    return [encode(Kind.PART, 0, p) for p in pieces[:-1]] + [encode(Kind.PART_END, 0, pieces[-1])]
+
+
+class Reassembler:
+    """Joins PART pieces back into the frame they carried."""
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def feed(self, kind: Kind, payload: bytes) -> bytes | None:
+        """The whole encoded frame after its PART_END, else None."""
+        self._size += len(payload)
+        if self._size > MAX_FRAME:
+            raise CryptoFailure(f"a frame of more than {MAX_FRAME} bytes")
+        self._parts.append(payload)
+        if kind is Kind.PART:
+            return None
+        frame = b"".join(self._parts)
+        self._parts, self._size = [], 0
+        return frame

@@ -10,6 +10,12 @@ the other's signature against the key stored at pairing time: a node that is not
 store never gets past the first message. Two traffic keys (one per direction) come from the
 X25519 secret with BLAKE2b and explicit purpose strings; forward secrecy comes from the
 ephemeral keys.
+
+Refusal: a responder that no longer trusts a known initiator says so in a signed statement, so a
+node unpaired while it was away learns it for sure. That signature is made under its own purpose
+string over a digest of the initiator's id, its fresh ephemeral key and the responder's id: it
+can never be taken for (or be used to obtain) a handshake signature, whose statements start
+with a different purpose.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure, derive_key, transcript_hash, verify_signature
 
 LINK_PROTOCOL = b"salut-link-v1"
+REFUSAL_PURPOSE = b"salut-link-v1 refusal: not paired"
 INITIATOR = "initiator"
 RESPONDER = "responder"
 
@@ -69,3 +76,21 @@ def session_keys(
     i2r = derive_key(shared, "salut link initiator to responder", transcript)
     r2i = derive_key(shared, "salut link responder to initiator", transcript)
     return SessionKeys(i2r, r2i) if role == INITIATOR else SessionKeys(r2i, i2r)
+
+
+def refusal_statement(initiator_id: str, initiator_eph: bytes, responder_id: str) -> bytes:
+    digest = transcript_hash(
+        REFUSAL_PURPOSE, initiator_id.encode(), initiator_eph, responder_id.encode()
+    )
+    return REFUSAL_PURPOSE + b" " + digest
+
+
+def sign_refusal(identity: Identity, initiator_id: str, initiator_eph: bytes) -> bytes:
+    return identity.sign(refusal_statement(initiator_id, initiator_eph, identity.node_id))
+
+
+def verify_refusal(
+    public_key: bytes, initiator_id: str, initiator_eph: bytes, responder_id: str, signature: bytes
+) -> None:
+    statement = refusal_statement(initiator_id, initiator_eph, responder_id)
+    verify_signature(public_key, signature, statement)

@@ -5,6 +5,10 @@ A stream is a method name and a JSON body, answered by any number of DATA payloa
 or an ERROR; closing it early sends CANCEL, which cancels the handler on the other side. Stream
 0 carries PING/PONG (round-trip time, liveness) and the ~1/s STATE broadcast. A link that has
 received nothing for `DEAD_AFTER` seconds closes itself, which fails its open streams at once.
+
+Before the handshake completes, the other end is a stranger: it gets small messages only
+(`MAX_WIRE_MESSAGE`, enforced by aiohttp before any payload is buffered) and `HANDSHAKE_TIMEOUT`
+in all. After it, large frames are split into pieces (`frames.split`), so the limit never grows.
 """
 
 from __future__ import annotations
@@ -23,14 +27,24 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from salut_tui.cluster.frames import FrameCipher, Kind, decode, encode
+from salut_tui.cluster.frames import (
+    MAX_WIRE_MESSAGE,
+    FrameCipher,
+    Kind,
+    Reassembler,
+    decode,
+    encode,
+    split,
+)
 from salut_tui.cluster.handshake import (
     INITIATOR,
     RESPONDER,
     link_transcript,
     new_ephemeral,
     session_keys,
+    sign_refusal,
     sign_transcript,
+    verify_refusal,
     verify_transcript,
 )
 from salut_tui.pairing.identity import Identity
@@ -42,8 +56,8 @@ log = logging.getLogger(__name__)
 LINK_PATH = "/salut/link"
 TICK = 1.0  # seconds between PING + STATE
 DEAD_AFTER = 3.0  # silence after which the peer counts as gone
-HANDSHAKE_TIMEOUT = 5.0
-MAX_FRAME = 64 * 1024 * 1024
+HANDSHAKE_TIMEOUT = 5.0  # the whole handshake, either side
+DIAL_TIMEOUT = 3.0  # connecting to one address (a candidate may be a tarpit)
 
 Handler = Callable[[str, dict], AsyncIterator[bytes]]
 _END = object()
@@ -126,6 +140,7 @@ class PeerLink:
         self._streams: dict[int, Stream] = {}
         self._serving: dict[int, asyncio.Task] = {}
         self._send_lock = asyncio.Lock()
+        self._parts = Reassembler()
         self.closed = False
 
     # ---- sending -------------------------------------------------------------------------
@@ -134,7 +149,9 @@ class PeerLink:
         async with self._send_lock:
             if self.closed or self.ws.closed:
                 raise LinkLost(f"link to {self.peer.name} is closed")
-            await self.ws.send_bytes(self._cipher.seal(encode(kind, stream_id, payload)))
+            # The pieces of a large frame go out back to back, under the same lock.
+            for frame in split(encode(kind, stream_id, payload)):
+                await self.ws.send_bytes(self._cipher.seal(frame))
 
     async def open(self, method: str, body: dict) -> Stream:
         stream = Stream(self, next(self._ids))
@@ -165,6 +182,11 @@ class PeerLink:
                     break
                 self.last_received = time.monotonic()
                 kind, stream_id, payload = decode(self._cipher.open(msg.data))
+                if kind in (Kind.PART, Kind.PART_END):
+                    whole = self._parts.feed(kind, payload)
+                    if whole is None:
+                        continue
+                    kind, stream_id, payload = decode(whole)
                 await self._dispatch(kind, stream_id, payload)
         except (CryptoFailure, ValueError, KeyError) as exc:  # forged, or a malformed frame
             log.warning("link to %s: %s", self.peer.name, exc)
@@ -264,12 +286,12 @@ class PeerLink:
 
 
 # ---- handshakes ------------------------------------------------------------------------------
-async def _receive_json(ws: Any) -> dict:
+async def _receive_json(ws: Any, timeout: float = HANDSHAKE_TIMEOUT) -> dict:
     """One handshake message; a refusal ({"error": ...}) is for the caller to read."""
-    msg = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+    msg = await ws.receive(timeout=timeout)
     if msg.type is not aiohttp.WSMsgType.TEXT:
         raise NotPaired("link closed during the handshake")
-    body = json.loads(msg.data)
+    body = json.loads(msg.data)  # at most MAX_WIRE_MESSAGE bytes
     if not isinstance(body, dict):
         raise NotPaired("malformed handshake message")
     return body
@@ -278,19 +300,27 @@ async def _receive_json(ws: Any) -> dict:
 async def accept(
     ws: web.WebSocketResponse, identity: Identity, trust: TrustStore
 ) -> tuple[FrameCipher, TrustedPeer]:
-    """Responder side. Anyone not in the trust store is turned away after the first message."""
+    """Responder side, all of it within HANDSHAKE_TIMEOUT. Anyone not in the trust store is
+    turned away after the first message."""
+    async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+        return await _accept(ws, identity, trust)
+
+
+async def _accept(
+    ws: web.WebSocketResponse, identity: Identity, trust: TrustStore
+) -> tuple[FrameCipher, TrustedPeer]:
     first = await _receive_json(ws)
-    peer = trust.get(str(first.get("node_id")))
+    caller = str(first.get("node_id"))
+    peer = trust.get(caller)
     their_eph = bytes.fromhex(first["eph"])
     if peer is None or first.get("to") != identity.node_id:
         refusal: dict = {"error": "not_paired"}
         if first.get("to") == identity.node_id:
             # Signed over the caller's fresh ephemeral key, so it cannot be replayed: a node that
             # we unpaired while it was offline learns it for sure and drops its trust in us too.
-            statement = _unpaired_statement(their_eph, str(first.get("node_id")))
-            refusal["sig"] = sign_transcript(identity, RESPONDER, statement).hex()
+            refusal["sig"] = sign_refusal(identity, caller, their_eph).hex()
         await ws.send_json(refusal)
-        raise NotPaired(f"link attempt from unpaired node {first.get('node_id')}")
+        raise NotPaired(f"link attempt from unpaired node {caller[:40]!r}")
     eph = new_ephemeral()
     mine = bytes(eph.public_key)
     transcript = link_transcript(peer.node_id, identity.node_id, their_eph, mine)
@@ -303,39 +333,46 @@ async def accept(
 
 
 async def dial(
-    session: aiohttp.ClientSession, identity: Identity, peer: TrustedPeer
+    session: aiohttp.ClientSession,
+    identity: Identity,
+    peer: TrustedPeer,
+    address: str | None = None,
 ) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher]:
-    """Initiator side: connect to a paired peer and prove who we both are."""
-    ws = await session.ws_connect(
-        f"http://{peer.address}{LINK_PATH}",
-        max_msg_size=MAX_FRAME,
-        timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
-    )
+    """Initiator side: connect to a paired peer (at `address`, by default where it was last
+    proven to be) and prove who we both are. Whatever answers there is a stranger until it
+    signs: it gets DIAL_TIMEOUT to connect and HANDSHAKE_TIMEOUT to sign, in small messages."""
+    async with asyncio.timeout(DIAL_TIMEOUT):
+        ws = await session.ws_connect(
+            f"http://{address or peer.address}{LINK_PATH}",
+            max_msg_size=MAX_WIRE_MESSAGE,
+            timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+        )
     try:
-        eph = new_ephemeral()
-        mine = bytes(eph.public_key)
-        await ws.send_json({"node_id": identity.node_id, "to": peer.node_id, "eph": mine.hex()})
-        second = await _receive_json(ws)
-        if "error" in second:
-            if "sig" in second:
-                statement = _unpaired_statement(mine, identity.node_id)
-                verify_transcript(
-                    peer.key_bytes, RESPONDER, statement, bytes.fromhex(second["sig"])
-                )
-                raise UnpairedByPeer(f"{second['error']}: {peer.name} unpaired this node")
-            raise NotPaired(str(second["error"]))
-        if second.get("node_id") != peer.node_id:
-            raise NotPaired(f"{peer.address} is not {peer.name} any more")
-        their_eph = bytes.fromhex(second["eph"])
-        transcript = link_transcript(identity.node_id, peer.node_id, mine, their_eph)
-        verify_transcript(peer.key_bytes, RESPONDER, transcript, bytes.fromhex(second["sig"]))
-        await ws.send_json({"sig": sign_transcript(identity, INITIATOR, transcript).hex()})
-        keys = session_keys(eph, their_eph, transcript, INITIATOR)
-        return ws, FrameCipher(keys.send, keys.receive)
+        async with asyncio.timeout(HANDSHAKE_TIMEOUT):
+            return ws, await _dial_handshake(ws, identity, peer)
     except BaseException:
         await ws.close()
         raise
 
 
-def _unpaired_statement(initiator_eph: bytes, initiator_id: str) -> bytes:
-    return b"not-paired " + initiator_id.encode() + b" " + initiator_eph
+async def _dial_handshake(
+    ws: aiohttp.ClientWebSocketResponse, identity: Identity, peer: TrustedPeer
+) -> FrameCipher:
+    eph = new_ephemeral()
+    mine = bytes(eph.public_key)
+    await ws.send_json({"node_id": identity.node_id, "to": peer.node_id, "eph": mine.hex()})
+    second = await _receive_json(ws)
+    if "error" in second:
+        if "sig" in second:
+            signature = bytes.fromhex(str(second["sig"]))
+            verify_refusal(peer.key_bytes, identity.node_id, mine, peer.node_id, signature)
+            raise UnpairedByPeer(f"not_paired: {peer.name} unpaired this node")
+        raise NotPaired(str(second["error"])[:200])
+    if second.get("node_id") != peer.node_id:
+        raise NotPaired(f"the node that answered is not {peer.name}")
+    their_eph = bytes.fromhex(second["eph"])
+    transcript = link_transcript(identity.node_id, peer.node_id, mine, their_eph)
+    verify_transcript(peer.key_bytes, RESPONDER, transcript, bytes.fromhex(second["sig"]))
+    await ws.send_json({"sig": sign_transcript(identity, INITIATOR, transcript).hex()})
+    keys = session_keys(eph, their_eph, transcript, INITIATOR)
+    return FrameCipher(keys.send, keys.receive)

@@ -1,11 +1,16 @@
 """The peer table: every node this one knows about (discovered, listed, or paired) and its
-health, as GET /v1/cluster and the Peers screen show it."""
+health, as GET /v1/cluster and the Peers screen show it.
+
+For a paired peer, the name and address come from the trust store (what a handshake proved);
+discovery only adds candidate addresses (`addresses.py`). For an unpaired one, the latest
+announcement is all there is."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from salut_tui.cluster.addresses import note_candidate
 from salut_tui.cluster.link import PeerLink
 from salut_tui.cluster.routing import Candidate
 
@@ -16,7 +21,7 @@ STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer i
 class PeerRecord:
     node_id: str
     name: str
-    address: str  # host:port of its API and peer endpoint
+    address: str  # host:port of its API and peer endpoint (paired: the last proven one)
     version: str = ""
     paired: bool = False
     sources: set[str] = field(default_factory=set)  # "mdns", "manual", "trust"
@@ -25,6 +30,7 @@ class PeerRecord:
     last_seen: float | None = None  # wall time of the last sign of life
     state: dict = field(default_factory=dict)  # its latest STATE message
     state_at: float = 0.0  # monotonic time of that message
+    candidates: tuple[str, ...] = ()  # announced addresses (unauthenticated), latest first
 
     @property
     def linked(self) -> bool:
@@ -88,15 +94,20 @@ class PeerTable:
     def upsert(
         self, node_id: str, name: str, address: str, source: str, version: str = ""
     ) -> PeerRecord:
+        """Note what `source` says about a node. "trust" (the trust store, a proven link) sets its
+        name and address; discovery sets them only while the node is unpaired, and otherwise
+        adds a candidate address."""
         record = self._peers.get(node_id)
         if record is None:
             record = self._peers[node_id] = PeerRecord(node_id, name, address)
-        record.name = name or record.name
-        record.address = address or record.address
-        record.version = version or record.version
-        record.sources.add(source)
+        if source == "trust" or not record.paired:
+            record.name = name or record.name
+            record.address = address or record.address
         if source != "trust":
+            record.candidates = note_candidate(record.candidates, address)
+            record.version = version or record.version
             record.last_seen = time.time()
+        record.sources.add(source)
         return record
 
     def forget_source(self, node_id: str, source: str) -> PeerRecord | None:

@@ -6,20 +6,30 @@ key never opens them and peer credentials never open /v1).
     GET  /salut/link    (websocket)    the peer link; refused unless the caller is paired
     /salut/control/...                 the `salut pair/peers/unpair` commands; they need the
                                        token written (mode 0600) in this node's data dir
+
+The two websockets are open to anyone on the LAN until the other side proves itself, so they
+are cheap to refuse: at most `PRE_AUTH_MAX` unauthenticated connections at once (and
+`PRE_AUTH_PER_SOURCE` from one address), small messages only, no compression (no zip bombs),
+and a deadline for the handshake. An authenticated link no longer counts against the limit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from salut_tui.cluster.discovery import HELLO_PATH
-from salut_tui.cluster.link import LINK_PATH, MAX_FRAME, NotPaired
+from salut_tui.cluster.frames import MAX_WIRE_MESSAGE
+from salut_tui.cluster.link import LINK_PATH, NotPaired
 from salut_tui.pairing.keys import CryptoFailure
-from salut_tui.pairing.service import PAIR_PATH, PairingError
+from salut_tui.pairing.reasons import http_status
+from salut_tui.pairing.service import PAIR_MAX_MESSAGE, PAIR_PATH, PairingError
 
 if TYPE_CHECKING:
     from salut_tui.cluster.cluster import Cluster
@@ -29,27 +39,82 @@ log = logging.getLogger(__name__)
 CONTROL_PREFIX = "/salut/control"
 CONTROL_HEADER = "X-Salut-Control"
 CONTROL_TOKEN_FILE = "control.token"
-_STATUS = {"busy": 409, "rate_limited": 429, "invalid_code": 400, "unreachable": 502}
+PRE_AUTH_MAX = 8  # unauthenticated websockets (pairing + link) at once
+PRE_AUTH_PER_SOURCE = 2  # of which from one address
+
+
+class PreAuthGate:
+    """Counts unauthenticated connections, in total and per source address."""
+
+    def __init__(self, total: int = PRE_AUTH_MAX, per_source: int = PRE_AUTH_PER_SOURCE) -> None:
+        self.total, self.per_source = total, per_source
+        self._open: Counter[str] = Counter()
+
+    def admits(self, source: str) -> bool:
+        return self._open.total() < self.total and self._open[source] < self.per_source
+
+    @contextlib.contextmanager
+    def held(self, source: str) -> Iterator[Callable[[], None]]:
+        """Hold a place until the block ends or the returned `release` is called."""
+        self._open[source] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._open[source] -= 1
+                if self._open[source] <= 0:
+                    del self._open[source]
+
+        try:
+            yield release
+        finally:
+            release()
 
 
 def install(app: web.Application, cluster: Cluster) -> None:
+    gate = PreAuthGate()
+
+    def busy(source: str) -> web.Response | None:
+        if gate.admits(source):
+            return None
+        log.info("refused an unauthenticated connection from %s: too many open", source)
+        return web.json_response(
+            {"error": "too many unauthenticated connections"},
+            status=503,
+            headers={"Retry-After": "2"},
+        )
+
     async def hello(request: web.Request) -> web.Response:
         return web.json_response(cluster.hello())
 
-    async def pair(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=64 * 1024)
-        await ws.prepare(request)
-        await cluster.pairing.host(ws, request.remote or "")
+    async def pair(request: web.Request) -> web.StreamResponse:
+        source = request.remote or ""
+        if (refused := busy(source)) is not None:
+            return refused
+        with gate.held(source):
+            ws = web.WebSocketResponse(max_msg_size=PAIR_MAX_MESSAGE, compress=False)
+            await ws.prepare(request)
+            await cluster.pairing.host(ws, source)
         return ws
 
-    async def link(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME)
-        await ws.prepare(request)
-        try:
-            await cluster.accept_link(ws)
-        except (NotPaired, CryptoFailure, TimeoutError, KeyError, TypeError, ValueError) as exc:
-            log.info("refused a peer link from %s: %s", request.remote, exc)
-        await ws.close()
+    async def link(request: web.Request) -> web.StreamResponse:
+        source = request.remote or ""
+        if (refused := busy(source)) is not None:
+            return refused
+        with gate.held(source) as authenticated:
+            ws = web.WebSocketResponse(
+                max_msg_size=MAX_WIRE_MESSAGE, compress=False, receive_timeout=None
+            )
+            await ws.prepare(request)
+            try:
+                await cluster.accept_link(ws, on_authenticated=authenticated)
+            except (
+                NotPaired, CryptoFailure, TimeoutError, KeyError, TypeError, ValueError
+            ) as exc:  # fmt: skip
+                log.info("refused a peer link from %s: %s", source, exc)
+            await ws.close()
         return ws
 
     @web.middleware
@@ -68,14 +133,17 @@ def install(app: web.Application, cluster: Cluster) -> None:
         )
 
     async def pairing_status(request: web.Request) -> web.Response:
-        return web.json_response(cluster.pairing_status())
+        return web.json_response(cluster.pairing_status().to_json())
 
     async def pair_code(request: web.Request) -> web.Response:
         body = await _json(request)
         try:
-            return web.json_response(cluster.create_pairing_code(float(body.get("ttl", 300))))
+            status = cluster.create_pairing_code(float(body.get("ttl", 300)))
         except PairingError as exc:
-            return _error(_STATUS.get(exc.reason, 400), str(exc), exc.reason)
+            return _error(http_status(exc.reason), str(exc), exc.reason)
+        except (TypeError, ValueError):
+            return _error(400, "'ttl' must be a number of seconds", "invalid_request")
+        return web.json_response(status.to_json())
 
     async def pair_join(request: web.Request) -> web.Response:
         body = await _json(request)
@@ -84,7 +152,7 @@ def install(app: web.Application, cluster: Cluster) -> None:
         except KeyError:
             return _error(400, "give 'address' and 'code'", "invalid_request")
         except PairingError as exc:
-            return _error(_STATUS.get(exc.reason, 400), str(exc), exc.reason)
+            return _error(http_status(exc.reason), str(exc), exc.reason)
         return web.json_response(
             {"paired": True, "id": peer.node_id, "name": peer.name, "address": peer.address}
         )

@@ -2,7 +2,8 @@
 
 SPAKE2 turns the short code into a strong shared key that a listener cannot test offline.
 Both long-term Ed25519 keys are bound in: each side signs a transcript that covers both SPAKE2
-messages, both public keys and both names, and seals that signature with a key derived from the
+messages, both public keys, both names and both API ports (where the host will dial the joiner
+back, so a relay cannot redirect it), and seals that signature with a key derived from the
 PAKE secret. Only someone who knew the code can unseal it, and only the holder of the announced
 identity key can have signed it.
 """
@@ -23,19 +24,21 @@ from salut_tui.pairing.keys import (
     verify_signature,
 )
 from salut_tui.pairing.machine import Role
+from salut_tui.pairing.names import clean_name
 
-PROTOCOL = b"salut-pair-v1"
+PROTOCOL = b"salut-pair-v2"  # v2: the API ports are in the transcript
 _IDS = {"idA": b"salut-joiner", "idB": b"salut-host"}
 
 
 @dataclass(frozen=True, slots=True)
 class Party:
-    """What one side announces: who it is and its PAKE message."""
+    """What one side announces: who it is, where its API listens, and its PAKE message."""
 
     node_id: str
     name: str
     public_key: bytes
     pake: bytes
+    port: int = 0  # its API (and peer link) port
 
     def to_json(self) -> dict:
         return {
@@ -43,19 +46,25 @@ class Party:
             "name": self.name,
             "public_key": self.public_key.hex(),
             "pake": self.pake.hex(),
+            "port": self.port,
         }
 
     @classmethod
     def from_json(cls, body: dict) -> Party:
         try:
-            return cls(
+            port = int(body["port"])
+            party = cls(
                 str(body["node_id"]),
-                str(body["name"])[:64],
+                clean_name(body["name"]),
                 bytes.fromhex(body["public_key"]),
                 bytes.fromhex(body["pake"]),
+                port,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CryptoFailure("malformed pairing message") from exc
+        if not 0 < port < 65536:
+            raise CryptoFailure("malformed pairing message (port)")
+        return party
 
 
 def start_pake(role: Role, code: str) -> SPAKE2_A | SPAKE2_B:
@@ -76,6 +85,7 @@ def transcript(joiner: Party, host: Party) -> bytes:
         joiner.pake, host.pake,
         joiner.public_key, host.public_key,
         joiner.name.encode(), host.name.encode(),
+        joiner.port.to_bytes(2, "big"), host.port.to_bytes(2, "big"),
     )  # fmt: skip
 
 

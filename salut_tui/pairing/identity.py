@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from salut_tui.pairing.files import DataFileError, read_private_file, write_private_file
 from salut_tui.pairing.keys import fingerprint
+
+__all__ = ["KEY_FILE", "Identity", "write_private_file"]
 
 KEY_FILE = "identity.key"
 
@@ -34,29 +36,20 @@ class Identity:
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Identity:
-        """Read `<data_dir>/identity.key`, or create it (mode 0600, written atomically)."""
+        """Read `<data_dir>/identity.key`, or create it (mode 0600, written atomically).
+
+        A key file that group or others can read is fixed to 0600 with a warning (see
+        `read_private_file`): refusing to start would not un-leak it, and the warning says so.
+        """
         path = data_dir / KEY_FILE
-        if path.exists():
-            seed = path.read_bytes()
+        if path.exists() or path.is_symlink():
+            seed = read_private_file(path)
             if len(seed) != 32:
-                raise ValueError(f"{path}: not a 32-byte Ed25519 seed")
+                raise DataFileError(
+                    f"{path} is not a 32-byte Ed25519 seed: move it aside to start with a new "
+                    "identity (paired peers must then pair with this node again)"
+                )
             return cls(SigningKey(seed))
         identity = cls.generate()
         write_private_file(path, bytes(identity.signing_key))
         return identity
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Write a file only the owner can read, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

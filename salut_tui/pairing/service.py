@@ -2,17 +2,19 @@
 joiner side (this node connects to a peer with the code a person typed). The state machine in
 `machine.py` decides; this module performs its actions over a websocket.
 
-One attempt at a time on a node; each code allows one attempt and dies after it or after its
-time-to-live; failures back off (see `limiter.py`).
+One exchange at a time on a node; a code dies after one real guess (a confirm that fails) or its
+time to live; failures back off per source address (see `limiter.py`). Time comes from an
+injected clock, so tests move it instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -29,9 +31,14 @@ from salut_tui.pairing.exchange import (
 )
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure, fingerprint
-from salut_tui.pairing.limiter import FailureLimiter
+from salut_tui.pairing.limiter import Clock, SourceLimiter
 from salut_tui.pairing.machine import Action, Event, PairingMachine, Role, State
+from salut_tui.pairing.names import clean_name
+from salut_tui.pairing.reasons import FailureReason, as_reason, describe
+from salut_tui.pairing.status import PairingError, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
+
+__all__ = ["PAIR_PATH", "PairingError", "PairingService", "PairingStatus"]
 
 PAIR_PATH = "/salut/pair"
 STEP_TIMEOUT = 10.0  # seconds for the other side's next message
@@ -39,22 +46,15 @@ DEFAULT_TTL = 300.0
 MAX_TTL = 900.0
 
 
-class PairingError(Exception):
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = (
-            reason  # wrong_code, no_code, busy, rate_limited, invalid_code, unreachable...
-        )
-
-
 class _PeerLeft(Exception):
     pass
 
 
 class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: FailureReason, retry_after: float = 0.0) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.reason: FailureReason = reason
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -64,14 +64,15 @@ class _Attempt:
     machine: PairingMachine
     ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse
     code: str
+    source: str = ""  # host side: the joiner's IP address, which the limiter keys on
     me: Party | None = None
     them: Party | None = None
     pake: Any = None
     shared: bytes | None = None
     address: str = ""
-    reject_reason: str = "wrong_code"
+    reason: FailureReason | None = None  # why it failed (what a reject says)
+    retry_after: float = 0.0
     peer: TrustedPeer | None = None
-    extra: dict = field(default_factory=dict)
 
     def transcript(self) -> bytes:
         assert self.me is not None and self.them is not None
@@ -88,91 +89,84 @@ class PairingService:
         *,
         name: str,
         api_port: Callable[[], int],
-        on_change: Callable[[dict], None] = lambda status: None,
+        on_change: Callable[[PairingStatus], None] = lambda status: None,
         on_paired: Callable[[TrustedPeer], None] = lambda peer: None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.identity = identity
         self.trust = trust
-        self.name = name
+        self.name = clean_name(name)  # as the other side will see it (and sign it)
         self._api_port = api_port
         self._on_change = on_change
         self._on_paired = on_paired
-        self.limiter = FailureLimiter()
+        self._clock = clock
+        self.limiter = SourceLimiter(clock)
         self.machine: PairingMachine | None = None
+        self._attempt: _Attempt | None = None  # the exchange in progress, if any
         self._code: str | None = None
         self._expires_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._peer_name = ""
-        self._detail = ""
+        self._reason: FailureReason | None = None
+        self._background: set[asyncio.Task] = set()
 
     # ---- what the UI and the control routes call --------------------------------------
-    def status(self) -> dict:
-        m = self.machine
-        waiting = m is not None and m.state is State.WAITING
-        return {
-            "role": m.role.value if m else None,
-            "state": m.state.value if m else State.IDLE.value,
-            "code": self._code if waiting else None,
-            "expires_in": round(max(0.0, self._expires_at - time.time()), 1) if waiting else None,
-            "peer": self._peer_name or None,
-            "failures": self.limiter.failures,
-            "retry_after": round(self.limiter.retry_after(), 1),
-            "detail": self._detail,
-        }
+    def status(self) -> PairingStatus:
+        self._check_expiry()
+        return self._snapshot()
 
-    def create_code(self, ttl: float = DEFAULT_TTL) -> dict:
-        """Show a new code (replacing one still waiting). Returns the status with the code."""
-        if self.machine is not None and not self.machine.finished:
-            if self.machine.state is not State.WAITING:
-                raise PairingError("a pairing is in progress; try again in a moment", "busy")
-            self.cancel()
-        self._check_rate()
+    def create_code(self, ttl: float = DEFAULT_TTL) -> PairingStatus:
+        """Show a new code, replacing one still waiting and ending an exchange in progress:
+        the owner is never locked out by what another machine does."""
+        m = self.machine
+        if m is not None and not m.finished:
+            if m.role is Role.JOINER:
+                raise PairingError(
+                    "this node is joining another one; try again in a moment", "busy"
+                )
+            self._interrupt(Event.CANCELLED, "cancelled")
         self.machine = PairingMachine(Role.HOST)
-        self._code, self._peer_name, self._detail = new_code(), "", ""
-        self._expires_at = time.time() + max(1.0, min(ttl, MAX_TTL))
+        self._code, self._peer_name, self._reason = new_code(), "", None
+        ttl = max(1.0, min(ttl, MAX_TTL))
+        self._expires_at = self._clock() + ttl
         for action in self.machine.feed(Event.CODE_CREATED):
             if action is Action.START_TIMER:
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(
-                    self._expires_at - time.time(), self._expire, self.machine
-                )
+                # Only a nudge to publish the expiry: `_check_expiry` decides, by the clock.
+                self._timer = asyncio.get_running_loop().call_later(ttl, self._check_expiry)
         self._changed()
-        return self.status()
+        return self._snapshot()
 
     def cancel(self) -> None:
-        if self.machine is not None and self.machine.state is State.WAITING:
-            self.machine.feed(Event.CANCELLED)
-            self._burn()
-            self._detail = "code cancelled"
-            self._changed()
+        if self.machine is not None and self.machine.role is Role.HOST:
+            self._interrupt(Event.CANCELLED, "cancelled")
 
     # ---- host side: a peer connected to /salut/pair ------------------------------------
     async def host(self, ws: web.WebSocketResponse, remote_host: str) -> None:
+        source = remote_host
+        wait = self.limiter.retry_after(source)
+        if wait > 0:  # before anything else: a limited source gets no say at all
+            await _reject(ws, "rate_limited", wait)
+            return
         try:
-            hello = await _receive(ws, "hello")
-            them = _party(hello, self.identity)
-            port = int(hello["port"])
-        except (_PeerLeft, _Rejected, CryptoFailure, KeyError, TypeError, ValueError, TimeoutError):
+            them = _party(await _receive(ws, "hello"), self.identity)
+        except (_PeerLeft, _Rejected, TimeoutError):
             await ws.close()
             return
+        except (CryptoFailure, ValueError):
+            self.limiter.record_failure(source)  # garbage costs its sender, not the code
+            await ws.close()
+            return
+        self._check_expiry()
         m = self.machine
-        if (
-            m is None
-            or m.role is not Role.HOST
-            or m.state is not State.WAITING
-            or self._code is None
-        ):
-            reason = "busy" if m is not None and not m.finished else "no_code"
-            await ws.send_json({"type": "reject", "reason": reason})
-            await ws.close()
+        if m is None or m.role is not Role.HOST or m.state is not State.WAITING or not self._code:
+            await _reject(ws, "busy" if m is not None and not m.finished else "no_code")
             return
-        attempt = _Attempt(
-            m, ws, self._code, them=them, address=f"{_host_for_url(remote_host)}:{port}"
-        )
-        self._peer_name = them.name
+        attempt = _Attempt(m, ws, self._code, source=source, them=them)
+        attempt.address = f"{_host_for_url(source)}:{them.port}"  # the port is signed
+        self._attempt, self._peer_name = attempt, them.name
         await self._feed(attempt, Event.HELLO_RECEIVED)
-        if m.finished:  # the joiner left before our PAKE message went out
-            return
+        if m.state is not State.EXCHANGING or attempt is not self._attempt:
+            return  # it left before our PAKE message went out, or the owner ended it
         try:
             confirm = await _receive(ws, "confirm")
             check_confirm(
@@ -183,11 +177,11 @@ class PairingService:
                 attempt.transcript(),
             )
         except TimeoutError:
-            await self._feed(attempt, Event.TIMED_OUT)
+            await self._feed(attempt, Event.TIMED_OUT, "timeout")
         except (_PeerLeft, _Rejected):
-            await self._feed(attempt, Event.PEER_LEFT)
+            await self._feed(attempt, Event.PEER_LEFT, "peer_left")
         except (CryptoFailure, KeyError, TypeError, ValueError):
-            await self._feed(attempt, Event.CONFIRM_INVALID)
+            await self._feed(attempt, Event.CONFIRM_INVALID, "wrong_code")
         else:
             await self._feed(attempt, Event.CONFIRM_VALID)
 
@@ -197,41 +191,38 @@ class PairingService:
     ) -> TrustedPeer:
         code = normalise_code(code_text)
         if code is None:
-            raise PairingError(
-                f"'{code_text}' is not a pairing code (like 42-maple-rocket)", "invalid_code"
-            )
-        if (
+            raise PairingError(describe("invalid_code"), "invalid_code")
+        if self._attempt is not None or (
             self.machine is not None
+            and self.machine.role is Role.JOINER
             and not self.machine.finished
-            and self.machine.state is not State.WAITING
         ):
             raise PairingError("a pairing is in progress; try again in a moment", "busy")
-        self._check_rate()
         self.cancel()
         machine = PairingMachine(Role.JOINER)
-        self.machine, self._peer_name, self._detail = machine, address, ""
+        self.machine, self._peer_name, self._reason = machine, address, None
         try:
             ws = await session.ws_connect(
                 f"http://{address}{PAIR_PATH}",
                 timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 heartbeat=None,
+                max_msg_size=PAIR_MAX_MESSAGE,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             self.machine = None
-            raise PairingError(f"cannot reach {address}: {exc}", "unreachable") from exc
+            raise PairingError(f"{describe('unreachable', address)}: {exc}", "unreachable") from exc
         attempt = _Attempt(machine, ws, code, address=address)
         attempt.pake = start_pake(Role.JOINER, code)
-        attempt.me = Party(
-            self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start()
-        )
+        attempt.me = self._me(attempt.pake.start())
         async with ws:
             await self._feed(attempt, Event.JOIN_REQUESTED)
             await self._joiner_step(attempt, "pake", Event.PAKE_RECEIVED)
             if machine.state is State.CONFIRM_SENT:
                 await self._joiner_step(attempt, "confirm", Event.CONFIRM_VALID)
         if machine.state is not State.PAIRED or attempt.peer is None:
-            reason = attempt.extra.get("reason", "failed")
-            raise PairingError(_failure_message(reason, address), reason)
+            reason = attempt.reason or "failed"
+            message = describe(reason, address, attempt.retry_after)
+            raise PairingError(message, reason, attempt.retry_after)
         return attempt.peer
 
     async def _joiner_step(self, attempt: _Attempt, expected: str, success: Event) -> None:
@@ -250,23 +241,31 @@ class PairingService:
                     attempt.transcript(),
                 )
         except _Rejected as exc:
-            attempt.extra["reason"] = exc.reason
-            await self._feed(attempt, Event.REJECTED)
+            attempt.retry_after = exc.retry_after
+            await self._feed(attempt, Event.REJECTED, exc.reason)
         except TimeoutError:
-            attempt.extra["reason"] = "timeout"
-            await self._feed(attempt, Event.TIMED_OUT)
+            await self._feed(attempt, Event.TIMED_OUT, "timeout")
         except _PeerLeft:
-            attempt.extra["reason"] = "peer_left"
-            await self._feed(attempt, Event.PEER_LEFT)
+            await self._feed(attempt, Event.PEER_LEFT, "peer_left")
         except (CryptoFailure, KeyError, TypeError, ValueError):
-            attempt.extra["reason"] = "wrong_code"
-            await self._feed(attempt, Event.CONFIRM_INVALID)
+            await self._feed(attempt, Event.CONFIRM_INVALID, "wrong_code")
         else:
             await self._feed(attempt, success)
 
     # ---- actions -----------------------------------------------------------------------
-    async def _feed(self, attempt: _Attempt, event: Event) -> None:
+    async def _feed(
+        self, attempt: _Attempt, event: Event, reason: FailureReason | None = None
+    ) -> None:
+        if attempt.machine.finished or (
+            attempt.machine.role is Role.HOST and attempt is not self._attempt
+        ):
+            return  # ended meanwhile (the owner cancelled, the code expired)
+        if reason is not None:
+            attempt.reason = reason
         actions = attempt.machine.feed(event)
+        await self._perform_all(attempt, actions)
+
+    async def _perform_all(self, attempt: _Attempt, actions: tuple[Action, ...]) -> None:
         socket_lost = False
         for action in actions:
             if action is Action.CLOSE:
@@ -275,18 +274,20 @@ class PairingService:
                 await self._perform(attempt, action)
             except ConnectionError:
                 # The other side hung up under a send. The actions after it (count the failure,
-                # burn the code) still run, and the attempt then fails: it must never stay
+                # burn the code) still run, and the attempt then ends: it must never stay
                 # half-way, or every later code would be refused as "busy".
                 socket_lost = True
-        self._detail = (
-            attempt.extra.get("reason", "") if attempt.machine.state is State.FAILED else ""
-        )
+        state = attempt.machine.state
+        if attempt is self._attempt and state is not State.EXCHANGING:
+            self._attempt = None  # the host is free again (waiting, or finished)
+            if state is State.WAITING:
+                self._peer_name = ""
+        self._reason = attempt.reason if state is State.FAILED else None
         self._changed()  # before closing: the close handshake waits on the other side
         if Action.CLOSE in actions:
             await self._perform(attempt, Action.CLOSE)
-        if socket_lost and not attempt.machine.finished:
-            attempt.extra.setdefault("reason", "peer_left")
-            await self._feed(attempt, Event.PEER_LEFT)
+        if socket_lost and state in (State.EXCHANGING, State.HELLO_SENT, State.CONFIRM_SENT):
+            await self._feed(attempt, Event.PEER_LEFT, attempt.reason or "peer_left")
 
     async def _perform(self, attempt: _Attempt, action: Action) -> None:
         ws = attempt.ws
@@ -294,13 +295,11 @@ class PairingService:
             self._burn()
         elif action is Action.SEND_HELLO:
             assert attempt.me is not None
-            await ws.send_json({"type": "hello", **attempt.me.to_json(), "port": self._api_port()})
+            await ws.send_json({"type": "hello", **attempt.me.to_json()})
         elif action is Action.SEND_PAKE:
             assert attempt.them is not None
             attempt.pake = start_pake(Role.HOST, attempt.code)
-            attempt.me = Party(
-                self.identity.node_id, self.name, self.identity.public_key, attempt.pake.start()
-            )
+            attempt.me = self._me(attempt.pake.start())
             try:
                 attempt.shared = finish_pake(attempt.pake, attempt.them.pake)
             except CryptoFailure:
@@ -313,29 +312,59 @@ class PairingService:
             )
             await ws.send_json({"type": "confirm", "box": box.hex()})
         elif action is Action.SEND_REJECT:
-            attempt.extra.setdefault("reason", attempt.reject_reason)
             if not ws.closed:
-                await ws.send_json({"type": "reject", "reason": attempt.extra["reason"]})
+                await ws.send_json({"type": "reject", "reason": attempt.reason or "failed"})
         elif action is Action.STORE_TRUST:
             assert attempt.them is not None
             attempt.peer = self.trust.add(
                 attempt.them.public_key, attempt.them.name, attempt.address
             )
-            self.limiter.record_success()
+            if attempt.source:
+                self.limiter.record_success(attempt.source)
             self._on_paired(attempt.peer)
         elif action is Action.COUNT_FAILURE:
-            self.limiter.record_failure()
+            self.limiter.record_failure(attempt.source)
         elif action is Action.CLOSE:
             await ws.close()
         else:  # SHOW_CODE and START_TIMER only happen in create_code
             raise AssertionError(f"unexpected pairing action {action}")
 
-    def _expire(self, machine: PairingMachine) -> None:
-        if machine is self.machine and machine.state is State.WAITING:
-            machine.feed(Event.TIMED_OUT)
+    def _me(self, pake_message: bytes) -> Party:
+        identity = self.identity
+        return Party(
+            identity.node_id, self.name, identity.public_key, pake_message, self._api_port()
+        )
+
+    # ---- the owner's and the clock's interruptions (synchronous callers) ----------------
+    def _interrupt(self, event: Event, reason: FailureReason) -> None:
+        """Cancel or expire the host's code, ending an exchange in progress."""
+        m = self.machine
+        if m is None or m.role is not Role.HOST or m.finished:
+            return
+        attempt = self._attempt
+        actions = m.feed(event)
+        if Action.BURN_CODE in actions:
             self._burn()
-            self._detail = "code expired"
-            self._changed()
+        if attempt is not None:
+            self._attempt = None
+            attempt.reason = reason
+            rest = tuple(a for a in actions if a is not Action.BURN_CODE)
+            task = asyncio.get_running_loop().create_task(self._tell(attempt, rest))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        self._reason = None
+        self._changed()
+
+    async def _tell(self, attempt: _Attempt, actions: tuple[Action, ...]) -> None:
+        for action in actions:
+            try:
+                await self._perform(attempt, action)
+            except ConnectionError:
+                return
+
+    def _check_expiry(self) -> None:
+        if self._code is not None and self._clock() >= self._expires_at:
+            self._interrupt(Event.CODE_EXPIRED, "expired")
 
     def _burn(self) -> None:
         self._code = None
@@ -343,15 +372,25 @@ class PairingService:
             self._timer.cancel()
             self._timer = None
 
-    def _check_rate(self) -> None:
-        wait = self.limiter.retry_after()
-        if wait > 0:
-            raise PairingError(
-                f"too many failed pairings; try again in {wait:.0f} s", "rate_limited"
-            )
+    def _snapshot(self) -> PairingStatus:
+        m = self.machine
+        waiting = m is not None and m.state is State.WAITING and self._code is not None
+        return PairingStatus(
+            role=m.role if m else None,
+            state=m.state if m else State.IDLE,
+            code=self._code if waiting else None,
+            expires_in=round(max(0.0, self._expires_at - self._clock()), 1) if waiting else None,
+            peer=self._peer_name or None,
+            failures=self.limiter.failures(),
+            retry_after=round(self.limiter.longest_wait(), 1),
+            reason=self._reason,
+        )
 
     def _changed(self) -> None:
-        self._on_change(self.status())
+        self._on_change(self._snapshot())
+
+
+PAIR_MAX_MESSAGE = 16 * 1024  # pairing messages are a few hundred bytes
 
 
 def _party(body: dict, me: Identity) -> Party:
@@ -359,6 +398,15 @@ def _party(body: dict, me: Identity) -> Party:
     if fingerprint(party.public_key) != party.node_id or party.node_id == me.node_id:
         raise CryptoFailure("peer id does not match its key")
     return party
+
+
+async def _reject(ws: Any, reason: FailureReason, retry_after: float = 0.0) -> None:
+    body: dict = {"type": "reject", "reason": reason}
+    if retry_after:
+        body["retry_after"] = round(retry_after, 1)
+    with contextlib.suppress(ConnectionError):
+        await ws.send_json(body)
+    await ws.close()
 
 
 async def _receive(ws: Any, expected: str) -> dict:
@@ -369,7 +417,11 @@ async def _receive(ws: Any, expected: str) -> dict:
     if not isinstance(body, dict):
         raise CryptoFailure("malformed pairing message")
     if body.get("type") == "reject":
-        raise _Rejected(str(body.get("reason", "rejected")))
+        try:
+            wait = max(0.0, min(float(body.get("retry_after", 0)), 3600.0))
+        except (TypeError, ValueError):
+            wait = 0.0
+        raise _Rejected(as_reason(body.get("reason")), wait)
     if body.get("type") != expected:
         raise CryptoFailure(f"expected {expected}, got {body.get('type')}")
     return body
@@ -377,14 +429,3 @@ async def _receive(ws: Any, expected: str) -> dict:
 
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-def _failure_message(reason: str, address: str) -> str:
-    return {
-        "wrong_code": "the code was wrong (it is now used up: ask for a new one)",
-        "no_code": f"{address} has no pairing code waiting (ask it for a new one)",
-        "busy": f"{address} is pairing with someone else; try again in a moment",
-        "rate_limited": f"{address} refuses pairing for a while after failed attempts",
-        "timeout": f"{address} stopped answering",
-        "peer_left": f"{address} closed the connection",
-    }.get(reason, f"pairing with {address} failed ({reason})")

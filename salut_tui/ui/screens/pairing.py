@@ -18,7 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from salut_tui.pairing.service import PairingError
+from salut_tui.pairing.service import PairingError, PairingStatus
 from salut_tui.ui.screens.base import NodeScreen
 
 log = logging.getLogger(__name__)
@@ -27,16 +27,6 @@ HELP = (
     "Pairing lets two Salut nodes trust each other: one shows a short code, the other types "
     "it, and from then on they share models and requests over an encrypted link."
 )
-
-# Why a pairing failed (the service's reasons), in words.
-REASONS = {
-    "wrong_code": "the code did not match, and it is now used up",
-    "no_code": "no code was waiting",
-    "busy": "another pairing was in progress",
-    "rate_limited": "too many failed attempts",
-    "timeout": "the other machine stopped answering",
-    "peer_left": "the other machine closed the connection",
-}
 
 
 class PairingScreen(NodeScreen):
@@ -125,22 +115,25 @@ class PairingScreen(NodeScreen):
         status = self.node.cluster.pairing_status()
         self.query_one("#pair-code", Static).update(self._describe(status))
         limit = ""
-        if status["retry_after"] > 0:
-            limit = f"{status['failures']} failed attempts: pairing is refused for {math.ceil(status['retry_after'])} s more."
-        elif status["failures"]:
+        if status.retry_after > 0:
             limit = (
-                f"{status['failures']} failed attempt(s); more failures make this node wait longer."
+                f"{status.failures} failed attempts: the machine that failed waits "
+                f"{math.ceil(status.retry_after)} s more before its next try."
+            )
+        elif status.failures:
+            limit = (
+                f"{status.failures} failed attempt(s); a machine that keeps failing waits longer."
             )
         line = self.query_one("#pair-limit", Static)
         line.update(limit)
         line.display = bool(limit)
 
-    def _describe(self, status: dict) -> str:
-        state, peer = status["state"], escape(self._peer_label(status["peer"]))
-        if state == "waiting" and status["code"]:
-            expires = self.figures.duration(status["expires_in"] or 0)
+    def _describe(self, status: PairingStatus) -> str:
+        state, peer = status.state.value, escape(self._peer_label(status.peer))
+        if state == "waiting" and status.code:
+            expires = self.figures.duration(status.expires_in or 0)
             return (
-                f"Code  [b reverse] {escape(status['code'])} [/]   expires in {expires}, one attempt\n"
+                f"Code  [b reverse] {escape(status.code)} [/]   expires in {expires}, one attempt\n"
                 "[dim]On the other machine: Pairing (6), pick this node, type the code.[/]"
             )
         if state in ("exchanging", "hello_sent", "confirm_sent"):
@@ -148,8 +141,8 @@ class PairingScreen(NodeScreen):
         if state == "paired":
             return f"[green]Paired with {peer}.[/] It is on the Peers screen (5)."
         if state == "failed":
-            reason = escape(REASONS.get(status["detail"], status["detail"] or "unknown reason"))
-            if status["role"] == "joiner":
+            reason = escape(status.detail or "unknown reason")
+            if status.role is not None and status.role.value == "joiner":
                 return f"[red]Joining {peer} failed:[/] {reason}."
             return f"[red]Pairing with {peer} failed:[/] {reason}.\nPress c for a new code."
         if state == "expired":
