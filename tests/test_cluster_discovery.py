@@ -101,3 +101,27 @@ def test_cluster_commands_explain_when_no_node_runs(
     args = build_parser().parse_args([*argv, "--data-dir", str(tmp_path)])
     assert args.func(args) == 1
     assert "no running node found" in capsys.readouterr().err
+
+
+async def test_listed_peer_names_are_cleaned_and_huge_answers_ignored() -> None:
+    """Names are data: an escape sequence in a peer's name never reaches the table (nor
+    `salut peers`, `owned_by`, logs, the UI). An answer over MAX_HELLO bytes is not read."""
+    from salut_tui.cluster.discovery import MAX_HELLO
+
+    evil, evil_address = await _hello_server(
+        {"id": "aaaa-bbbb", "name": "B\x1b[31m\x1b]0;pwned\x07 red\x1b[0m", "version": "1\x07"}
+    )
+    huge, huge_address = await _hello_server(
+        {"id": "cccc-dddd", "name": "C", "pad": "x" * (4 * MAX_HELLO)}
+    )
+    seen: list[tuple[str, str, str]] = []
+    async with aiohttp.ClientSession() as session:
+        poller = ManualPeers(
+            [evil_address, huge_address], session, own_id="me",
+            on_seen=lambda i, n, a, v, s: seen.append((i, n, v)), on_gone=lambda i, s: None,
+        )  # fmt: skip
+        await poller._poll(evil_address)
+        await poller._poll(huge_address)
+    await evil.cleanup()
+    await huge.cleanup()
+    assert seen == [("aaaa-bbbb", "B red", "1")]

@@ -40,7 +40,8 @@ def make(tmp: Path, name: str, models: dict[str, str] | None = None, mode: str =
 async def pair(a: Node, b: Node) -> None:
     """B joins A with A's code, then both wait for a healthy link."""
     assert a.cluster is not None and b.cluster is not None
-    code = a.cluster.create_pairing_code()["code"]
+    code = a.cluster.create_pairing_code().code
+    assert code is not None
     await b.cluster.join(f"127.0.0.1:{a.port}", code)
     for x, y in ((a, b), (b, a)):
         await until(

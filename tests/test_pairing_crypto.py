@@ -107,8 +107,10 @@ def test_trust_store_survives_reload_and_forgets(tmp_path: Path) -> None:
     assert stat.S_IMODE(store.path.stat().st_mode) == 0o600
     reloaded = TrustStore(tmp_path)
     assert reloaded.get(added.node_id) == added and added.key_bytes == peer_id.public_key
-    reloaded.update_address(added.node_id, "10.0.0.3:7258")
-    assert TrustStore(tmp_path).get(added.node_id).address == "10.0.0.3:7258"
+    reloaded.prove_address(added.node_id, "10.0.0.3:7258")
+    again = TrustStore(tmp_path).get(added.node_id)
+    assert again is not None and again.addresses == ("10.0.0.3:7258", "10.0.0.2:7258")
+    assert again.address == "10.0.0.3:7258"  # the latest proven comes first
     assert reloaded.remove(added.node_id) and added.node_id not in TrustStore(tmp_path)
 
 

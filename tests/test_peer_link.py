@@ -12,7 +12,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from salut_tui.cluster.frames import FrameCipher, Kind, decode, encode
+from salut_tui.cluster.frames import (
+    MAX_WIRE_MESSAGE,
+    PIECE,
+    FrameCipher,
+    Kind,
+    Reassembler,
+    decode,
+    encode,
+    split,
+)
 from salut_tui.cluster.handshake import (
     INITIATOR,
     RESPONDER,
@@ -84,6 +93,8 @@ async def _serve(method: str, body: dict) -> AsyncIterator[bytes]:
         except asyncio.CancelledError:
             CANCELLED.set()
             raise
+    elif method == "echo":  # a payload as large as the request's, back
+        yield body["blob"].encode() * 2
     elif method == "fail":
         raise ValueError("this method always fails")
         yield b""
@@ -107,7 +118,7 @@ async def pair_of_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
     accepted: list[PeerLink] = []
 
     async def link_route(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
+        ws = web.WebSocketResponse(max_msg_size=MAX_WIRE_MESSAGE)  # as the real route
         await ws.prepare(request)
         try:
             cipher, peer = await accept(ws, r_id, r_trust)
@@ -234,3 +245,31 @@ async def test_a_node_unpaired_while_away_learns_it_from_a_signed_refusal(pair_o
     with pytest.raises(CryptoFailure):
         await dial(session, i_id, wrong_key)
     assert accepted == []
+
+
+def test_large_frames_split_into_pieces_and_join_back() -> None:
+    frame = encode(Kind.OPEN, 7, bytes(range(256)) * 1000)
+    pieces = split(frame)
+    assert len(pieces) == -(-len(frame) // PIECE) and all(len(p) <= PIECE + 5 for p in pieces)
+    assert [decode(p)[0] for p in pieces] == [Kind.PART] * (len(pieces) - 1) + [Kind.PART_END]
+    joiner = Reassembler()
+    joined = [joiner.feed(*decode(p)[::2]) for p in pieces]
+    assert joined[:-1] == [None] * (len(pieces) - 1) and joined[-1] == frame
+    assert split(encode(Kind.DATA, 1, b"small")) == [encode(Kind.DATA, 1, b"small")]
+
+
+async def test_large_payloads_cross_the_link_both_ways(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    """Both ends read at most MAX_WIRE_MESSAGE per websocket message; a request and an answer
+    many times larger go through (in pieces), interleaved with small streams."""
+    session, i_id, r_peer, *_ = pair_of_nodes
+    ws, cipher = await dial(session, i_id, r_peer)
+    link = _link(ws, cipher, r_peer, True)
+    reader = asyncio.create_task(link.run())
+    blob = "0123456789abcdef" * (MAX_WIRE_MESSAGE // 2)  # 8 messages' worth
+    big, small = await asyncio.gather(
+        link.open("echo", {"blob": blob}),
+        link.request("count", {"n": 1}),
+    )
+    assert [p async for p in big] == [blob.encode() * 2] and small == 0
+    await link.close()
+    await reader
