@@ -125,3 +125,37 @@ async def test_listed_peer_names_are_cleaned_and_huge_answers_ignored() -> None:
     await evil.cleanup()
     await huge.cleanup()
     assert seen == [("aaaa-bbbb", "B red", "1")]
+
+
+def test_peer_state_enters_as_data() -> None:
+    from salut_tui.cluster.peers import clean_state
+
+    state = clean_state(
+        {
+            "loaded_models": ["tiny-b", "evil\x1b[2J", 7, ""],
+            "available_models": "not a list",
+            "requests_in_flight": "lots",
+            "queued": 2,
+            "vram_free": -1,
+            "mode": "cluster\x1b[31m",
+            "extra": "dropped",
+        }
+    )
+    assert state == {
+        "loaded_models": ["tiny-b"],
+        "available_models": [],
+        "queued": 2,
+        "mode": "cluster",
+    }
+    assert clean_state(["not", "a", "dict"]) == {}
+
+
+def test_announcements_add_candidates_but_never_rename_or_move_a_paired_peer() -> None:
+    table = PeerTable()
+    b = table.upsert("id-1", "B", "10.0.0.2:7258", "trust")
+    b.paired = True
+    table.upsert("id-1", "rogue", "10.0.0.66:7258", "mdns")
+    assert (b.name, b.address, b.candidates) == ("B", "10.0.0.2:7258", ("10.0.0.66:7258",))
+    c = table.upsert("id-2", "C", "10.0.0.3:7258", "mdns")
+    table.upsert("id-2", "C2", "10.0.0.4:7258", "mdns")  # unpaired: the latest word is all
+    assert (c.name, c.address) == ("C2", "10.0.0.4:7258")

@@ -24,7 +24,7 @@ from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
 from salut_tui.cluster.models import merge_models
-from salut_tui.cluster.peers import PeerRecord, PeerTable
+from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
 from salut_tui.cluster.proxy import GENERATE, forwarded, generate_remote, serve_generate
 from salut_tui.cluster.routing import choose_peers
 from salut_tui.engine.types import Chunk, GenerationRequest
@@ -295,6 +295,7 @@ class Cluster:
         }
 
     def _on_state(self, link: PeerLink, state: dict) -> None:
+        state = clean_state(state)  # what a peer says is data; it enters here
         record = self.table.get(link.peer.node_id)
         if record is None or record.link is not link:
             return

@@ -49,6 +49,7 @@ from salut_tui.cluster.handshake import (
 )
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
+from salut_tui.pairing.names import clean_name
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ async def _dial_handshake(
             signature = bytes.fromhex(str(second["sig"]))
             verify_refusal(peer.key_bytes, identity.node_id, mine, peer.node_id, signature)
             raise UnpairedByPeer(f"not_paired: {peer.name} unpaired this node")
-        raise NotPaired(str(second["error"])[:200])
+        raise NotPaired(clean_name(second["error"], 200))
     if second.get("node_id") != peer.node_id:
         raise NotPaired(f"the node that answered is not {peer.name}")
     their_eph = bytes.fromhex(second["eph"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from salut_tui.cluster.addresses import note_candidate
 from salut_tui.cluster.link import PeerLink
 from salut_tui.cluster.routing import Candidate
+from salut_tui.pairing.names import clean_name
 
 STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer is "unreachable"
 
@@ -79,6 +80,31 @@ class PeerRecord:
             "mode": s.get("mode"),
             "discovered_by": sorted(self.sources),
         }
+
+
+_MODEL_LISTS = ("loaded_models", "available_models")
+_NUMBERS = ("vram_total", "vram_free", "requests_in_flight", "queued", "tokens_per_second")
+
+
+def clean_state(state: object) -> dict:
+    """A peer's STATE message as data: model ids that are plain text (others are dropped, not
+    rewritten, so an id is never changed into another one), numbers that are numbers, and a
+    clean mode. It enters here once; the table, /v1/models and the UI only ever see this."""
+    if not isinstance(state, dict):
+        return {}
+    out: dict = {}
+    for key in _MODEL_LISTS:
+        items = state.get(key, [])
+        out[key] = [
+            m for m in items if isinstance(m, str) and m and clean_name(m, 256) == m
+        ] if isinstance(items, list) else []  # fmt: skip
+    for key in _NUMBERS:
+        value = state.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
+    if isinstance(state.get("mode"), str):
+        out["mode"] = clean_name(state["mode"], 32)
+    return out
 
 
 class PeerTable:
