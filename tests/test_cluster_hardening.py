@@ -231,3 +231,57 @@ async def test_large_messages_cross_an_authenticated_link_in_small_pieces(
     direct = [c async for c in b.generate(request)]
     assert via_a == direct and len(via_a) == 1
     assert healthy(a, b)
+
+
+async def test_a_real_rogue_mdns_responder_on_loopback(nodes: tuple[Node, Node]) -> None:
+    """The same as above through zeroconf itself: a responder on 127.0.0.1 announcing B's id
+    with an escape-laden name and a junk address."""
+    from zeroconf import IPVersion
+    from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
+
+    from salut_tui.cluster.discovery import SERVICE_TYPE
+
+    a, b = nodes
+    assert a.cluster is not None and b.cluster is not None
+    b_id = b.cluster.node_id
+    trusted = a.cluster.trust.get(b_id)
+    runner, junk = await junk_server(1024 * 1024)
+    rogue = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
+    info = AsyncServiceInfo(
+        SERVICE_TYPE,
+        f"rogue-{b_id}.{SERVICE_TYPE}",
+        port=int(junk.rsplit(":", 1)[1]),
+        properties={
+            "id": b_id,
+            "name": "B\x1b[31m is me",
+            "version": "6",
+            "port": junk.rsplit(":", 1)[1],
+        },
+        server="rogue-salut.local.",
+        parsed_addresses=["127.0.0.1"],
+    )
+    stranger = AsyncServiceInfo(  # a node nobody paired, whose name is an escape sequence
+        SERVICE_TYPE,
+        f"stranger.{SERVICE_TYPE}",
+        port=9,
+        properties={"id": "eeee-eeee", "name": "evil\x1b[2J\x1b]0;title\x07 twin", "port": "9"},
+        server="stranger-salut.local.",
+        parsed_addresses=["127.0.0.1"],
+    )
+    try:
+        await rogue.async_register_service(info, cooperating_responders=True)
+        await rogue.async_register_service(stranger, cooperating_responders=True)
+        await until(lambda: junk in record(a, b).candidates, 15)
+        await until(lambda: a.cluster.table.get("eeee-eeee") is not None, 15)  # type: ignore[union-attr]
+        assert a.cluster.table.get("eeee-eeee").name == "evil twin"  # type: ignore[union-attr]
+        r = record(a, b)
+        assert (r.name, r.address) == ("B", trusted.address)  # type: ignore[union-attr]
+        assert a.cluster.trust.get(b_id) == trusted
+        await r.link.close()
+        await until(lambda: healthy(a, b))
+        assert a.cluster.trust.get(b_id) == trusted
+        assert all("\x1b" not in p.name for p in a.cluster.peers())
+    finally:
+        await rogue.async_unregister_all_services()
+        await rogue.async_close()
+        await runner.cleanup()

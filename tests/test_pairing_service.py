@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from salut_tui.pairing import service as service_module
 from salut_tui.pairing.exchange import Party, start_pake
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.machine import Event, Role, State
@@ -198,11 +197,9 @@ async def test_hellos_without_a_guess_never_spend_the_code(net) -> None:  # type
     assert joiner.identity.node_id in host.trust
 
 
-async def test_a_stalled_exchange_times_out_back_to_waiting(
-    net, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+async def test_a_stalled_exchange_times_out_back_to_waiting(net) -> None:  # type: ignore[no-untyped-def]
     host, joiner, _, address, session = net
-    monkeypatch.setattr(service_module, "STEP_TIMEOUT", 0.3)
+    host.service.step_timeout = 0.3
     code = host.service.create_code().code
     async with session_from("127.0.0.4") as staller:
         ws, answer = await raw_hello(staller, address, code)

@@ -10,8 +10,6 @@ injected clock, so tests move it instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,31 +28,29 @@ from salut_tui.pairing.exchange import (
     transcript,
 )
 from salut_tui.pairing.identity import Identity
-from salut_tui.pairing.keys import CryptoFailure, fingerprint
+from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.limiter import Clock, SourceLimiter
 from salut_tui.pairing.machine import Action, Event, PairingMachine, Role, State
+from salut_tui.pairing.messages import (
+    PAIR_MAX_MESSAGE,
+    PAIR_PATH,
+    STEP_TIMEOUT,
+    PeerLeft,
+    Rejected,
+    host_for_url,
+    party_from,
+    receive,
+    reject,
+)
 from salut_tui.pairing.names import clean_name
-from salut_tui.pairing.reasons import FailureReason, as_reason, describe
+from salut_tui.pairing.reasons import FailureReason, describe
 from salut_tui.pairing.status import PairingError, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 
-__all__ = ["PAIR_PATH", "PairingError", "PairingService", "PairingStatus"]
+__all__ = ["PAIR_MAX_MESSAGE", "PAIR_PATH", "PairingError", "PairingService", "PairingStatus"]
 
-PAIR_PATH = "/salut/pair"
-STEP_TIMEOUT = 10.0  # seconds for the other side's next message
 DEFAULT_TTL = 300.0
 MAX_TTL = 900.0
-
-
-class _PeerLeft(Exception):
-    pass
-
-
-class _Rejected(Exception):
-    def __init__(self, reason: FailureReason, retry_after: float = 0.0) -> None:
-        super().__init__(reason)
-        self.reason: FailureReason = reason
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -92,6 +88,7 @@ class PairingService:
         on_change: Callable[[PairingStatus], None] = lambda status: None,
         on_paired: Callable[[TrustedPeer], None] = lambda peer: None,
         clock: Clock = time.monotonic,
+        step_timeout: float = STEP_TIMEOUT,
     ) -> None:
         self.identity = identity
         self.trust = trust
@@ -100,6 +97,7 @@ class PairingService:
         self._on_change = on_change
         self._on_paired = on_paired
         self._clock = clock
+        self.step_timeout = step_timeout
         self.limiter = SourceLimiter(clock)
         self.machine: PairingMachine | None = None
         self._attempt: _Attempt | None = None  # the exchange in progress, if any
@@ -145,11 +143,11 @@ class PairingService:
         source = remote_host
         wait = self.limiter.retry_after(source)
         if wait > 0:  # before anything else: a limited source gets no say at all
-            await _reject(ws, "rate_limited", wait)
+            await reject(ws, "rate_limited", wait)
             return
         try:
-            them = _party(await _receive(ws, "hello"), self.identity)
-        except (_PeerLeft, _Rejected, TimeoutError):
+            them = party_from(await receive(ws, "hello", self.step_timeout), self.identity)
+        except (PeerLeft, Rejected, TimeoutError):
             await ws.close()
             return
         except (CryptoFailure, ValueError):
@@ -159,16 +157,16 @@ class PairingService:
         self._check_expiry()
         m = self.machine
         if m is None or m.role is not Role.HOST or m.state is not State.WAITING or not self._code:
-            await _reject(ws, "busy" if m is not None and not m.finished else "no_code")
+            await reject(ws, "busy" if m is not None and not m.finished else "no_code")
             return
         attempt = _Attempt(m, ws, self._code, source=source, them=them)
-        attempt.address = f"{_host_for_url(source)}:{them.port}"  # the port is signed
+        attempt.address = f"{host_for_url(source)}:{them.port}"  # the port is signed
         self._attempt, self._peer_name = attempt, them.name
         await self._feed(attempt, Event.HELLO_RECEIVED)
         if m.state is not State.EXCHANGING or attempt is not self._attempt:
             return  # it left before our PAKE message went out, or the owner ended it
         try:
-            confirm = await _receive(ws, "confirm")
+            confirm = await receive(ws, "confirm", self.step_timeout)
             check_confirm(
                 bytes.fromhex(confirm["box"]),
                 Role.JOINER,
@@ -178,7 +176,7 @@ class PairingService:
             )
         except TimeoutError:
             await self._feed(attempt, Event.TIMED_OUT, "timeout")
-        except (_PeerLeft, _Rejected):
+        except (PeerLeft, Rejected):
             await self._feed(attempt, Event.PEER_LEFT, "peer_left")
         except (CryptoFailure, KeyError, TypeError, ValueError):
             await self._feed(attempt, Event.CONFIRM_INVALID, "wrong_code")
@@ -227,9 +225,9 @@ class PairingService:
 
     async def _joiner_step(self, attempt: _Attempt, expected: str, success: Event) -> None:
         try:
-            body = await _receive(attempt.ws, expected)
+            body = await receive(attempt.ws, expected, self.step_timeout)
             if expected == "pake":
-                attempt.them = _party(body, self.identity)
+                attempt.them = party_from(body, self.identity)
                 attempt.shared = finish_pake(attempt.pake, attempt.them.pake)
             else:
                 assert attempt.them is not None and attempt.shared is not None
@@ -240,12 +238,12 @@ class PairingService:
                     attempt.shared,
                     attempt.transcript(),
                 )
-        except _Rejected as exc:
+        except Rejected as exc:
             attempt.retry_after = exc.retry_after
             await self._feed(attempt, Event.REJECTED, exc.reason)
         except TimeoutError:
             await self._feed(attempt, Event.TIMED_OUT, "timeout")
-        except _PeerLeft:
+        except PeerLeft:
             await self._feed(attempt, Event.PEER_LEFT, "peer_left")
         except (CryptoFailure, KeyError, TypeError, ValueError):
             await self._feed(attempt, Event.CONFIRM_INVALID, "wrong_code")
@@ -388,44 +386,3 @@ class PairingService:
 
     def _changed(self) -> None:
         self._on_change(self._snapshot())
-
-
-PAIR_MAX_MESSAGE = 16 * 1024  # pairing messages are a few hundred bytes
-
-
-def _party(body: dict, me: Identity) -> Party:
-    party = Party.from_json(body)
-    if fingerprint(party.public_key) != party.node_id or party.node_id == me.node_id:
-        raise CryptoFailure("peer id does not match its key")
-    return party
-
-
-async def _reject(ws: Any, reason: FailureReason, retry_after: float = 0.0) -> None:
-    body: dict = {"type": "reject", "reason": reason}
-    if retry_after:
-        body["retry_after"] = round(retry_after, 1)
-    with contextlib.suppress(ConnectionError):
-        await ws.send_json(body)
-    await ws.close()
-
-
-async def _receive(ws: Any, expected: str) -> dict:
-    msg = await ws.receive(timeout=STEP_TIMEOUT)
-    if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-        raise _PeerLeft()
-    body = json.loads(msg.data)
-    if not isinstance(body, dict):
-        raise CryptoFailure("malformed pairing message")
-    if body.get("type") == "reject":
-        try:
-            wait = max(0.0, min(float(body.get("retry_after", 0)), 3600.0))
-        except (TypeError, ValueError):
-            wait = 0.0
-        raise _Rejected(as_reason(body.get("reason")), wait)
-    if body.get("type") != expected:
-        raise CryptoFailure(f"expected {expected}, got {body.get('type')}")
-    return body
-
-
-def _host_for_url(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
