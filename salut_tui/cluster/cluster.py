@@ -14,7 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
@@ -22,6 +22,7 @@ from aiohttp import web
 from salut_tui.cluster import routes
 from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
+from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
 from salut_tui.cluster.models import merge_models
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
@@ -205,7 +206,7 @@ class Cluster:
 
     async def _dial_any(
         self, peer: TrustedPeer
-    ) -> tuple[aiohttp.ClientWebSocketResponse, Any, str]:
+    ) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher, str]:
         """Each proven address, then each announced candidate, until one signs as the peer.
         Every try is bounded (link.dial), so a tarpit or a flood of junk costs seconds, not
         the loop."""
