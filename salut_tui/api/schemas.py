@@ -8,14 +8,21 @@ which names the offending field as the OpenAI `param`.
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from salut_tui.engine.sampling_contract import (
+    MAX_STOP_SEQUENCES,
+    MAX_TOKENS,
+    REPETITION_PENALTY,
+    SEED,
+    TEMPERATURE,
+    TOP_P,
+    NumberField,
+)
 from salut_tui.engine.stops import normalize_stops
 from salut_tui.engine.types import GenerationRequest, SamplingParams
-
-MAX_STOP_SEQUENCES = 4
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -65,20 +72,39 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _bounded(field: NumberField) -> Any:
+    """An optional body field with the contract's bounds (None: the contract's default)."""
+    return Field(
+        None,
+        ge=field.ge,
+        gt=field.gt,
+        le=field.le,
+        allow_inf_nan=False if field.kind == "float" else None,
+        description=field.doc,
+    )
+
+
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 class _SamplingBody(BaseModel):
-    """Fields shared by /v1/chat/completions and /v1/completions. None means "use the default"."""
+    """Fields shared by /v1/chat/completions and /v1/completions. None means "use the default".
+
+    Sampling bounds and defaults come from the one sampling contract (engine/sampling_contract.py).
+    """
 
     model_config = ConfigDict(extra="allow")
 
     model: str | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, ge=0.0, le=1.0)  # 0 keeps only the top token: greedy
-    repetition_penalty: float | None = Field(None, gt=0.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = _bounded(TEMPERATURE)
+    top_p: float | None = _bounded(TOP_P)
+    repetition_penalty: float | None = _bounded(REPETITION_PENALTY)
+    max_tokens: int | None = _bounded(MAX_TOKENS)
+    max_completion_tokens: int | None = _bounded(MAX_TOKENS)
     stream: bool | None = False
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = _bounded(SEED)
     stream_options: StreamOptions | None = None
     n: int | None = None
 
@@ -111,9 +137,9 @@ class _SamplingBody(BaseModel):
         # max_completion_tokens is the newer name; when both are given it wins.
         max_tokens = self.max_completion_tokens or self.max_tokens
         return SamplingParams(
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            repetition_penalty=1.0 if self.repetition_penalty is None else self.repetition_penalty,
+            temperature=_or_default(self.temperature, TEMPERATURE.default),
+            top_p=_or_default(self.top_p, TOP_P.default),
+            repetition_penalty=_or_default(self.repetition_penalty, REPETITION_PENALTY.default),
             max_tokens=max_tokens,
             stop=normalize_stops(self.stop),
             seed=self.seed,

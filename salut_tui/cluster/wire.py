@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from salut_tui.engine.sampling_contract import SamplingInvalid, check_sampling
 from salut_tui.engine.types import (
     Chunk,
     Error,
@@ -24,15 +25,24 @@ def request_to_json(request: GenerationRequest) -> dict:
     return body
 
 
+def sampling_from_json(body: object) -> SamplingParams:
+    """A peer's sampling object, checked against the one sampling contract like an API body:
+    a value out of bounds, of the wrong type or an unknown field raises SamplingInvalid (a
+    ValueError) instead of reaching the engine."""
+    if body is None:
+        return SamplingParams()
+    if not isinstance(body, dict):
+        raise SamplingInvalid("sampling", "sampling must be an object")
+    return SamplingParams(**check_sampling(body))
+
+
 def request_from_json(body: dict) -> GenerationRequest:
-    sampling = dict(body.get("sampling") or {})
-    sampling["stop"] = tuple(sampling.get("stop") or ())
     messages = body.get("messages")
     return GenerationRequest(
         model=str(body["model"]),
         messages=tuple(messages) if messages is not None else None,
         prompt=body.get("prompt"),
-        sampling=SamplingParams(**sampling),
+        sampling=sampling_from_json(body.get("sampling")),
         request_id=str(body["request_id"]),
         client=str(body.get("client", "")),
     )

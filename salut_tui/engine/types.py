@@ -11,6 +11,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from salut_tui.engine.sampling_contract import (
+    MAX_TOKENS,
+    REPETITION_PENALTY,
+    SEED,
+    TEMPERATURE,
+    TOP_P,
+)
+
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 _ids = itertools.count(1)
@@ -23,14 +31,14 @@ def new_request_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Per-request sampling, with the API contract's defaults."""
+    """Per-request sampling. Bounds, defaults and meanings: `engine/sampling_contract.py`."""
 
-    temperature: float = 1.0  # 0 means greedy
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    max_tokens: int | None = None  # None: up to the engine's default / context limit
+    temperature: float = TEMPERATURE.default
+    top_p: float = TOP_P.default
+    repetition_penalty: float = REPETITION_PENALTY.default
+    max_tokens: int | None = MAX_TOKENS.default
     stop: tuple[str, ...] = ()
-    seed: int | None = None
+    seed: int | None = SEED.default
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,8 @@
-"""The playground's sampling fields, read into the same `SamplingParams` the API builds."""
+"""The playground's sampling fields, read into the same `SamplingParams` the API builds.
+
+Labels, defaults, bounds and error messages all come from the sampling contract
+(`salut_tui/engine/sampling_contract.py`), the one the API schema and the peer wire use.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,35 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Label
 
+from salut_tui.engine.sampling_contract import (
+    MAX_TOKENS,
+    NUMBER_FIELDS,
+    REPETITION_PENALTY,
+    SEED,
+    TEMPERATURE,
+    TOP_P,
+)
 from salut_tui.engine.types import SamplingParams
 
-# (field id, label, default text, width): the API's fields with the API's defaults.
-FIELDS = (
-    ("temperature", "temp", "1.0", 6),
-    ("top_p", "top_p", "1.0", 6),
-    ("repetition_penalty", "rep", "1.0", 6),
-    ("max_tokens", "max", "256", 7),
-    ("seed", "seed", "", 7),
-)
+# Input widths in cells; the rest of each field's look comes from the contract.
+WIDTHS = {"max_tokens": 7, "seed": 7}
+DEFAULT_WIDTH = 6
 
 
 class SamplingBar(Horizontal):
     """One line of small inputs: temperature, top_p, repetition penalty, max tokens, seed."""
 
     def compose(self) -> ComposeResult:
-        for field_id, label, default, width in FIELDS:
-            yield Label(f"{label} ", classes="sampling-label")
+        for spec in NUMBER_FIELDS:
+            yield Label(f"{spec.label} ", classes="sampling-label")
             field = Input(
-                default, id=f"sampling-{field_id}", compact=True, classes="sampling-input"
+                spec.default_text(),
+                placeholder=spec.unset,
+                id=f"sampling-{spec.name}",
+                compact=True,
+                classes="sampling-input",
             )
-            field.styles.width = width
+            field.styles.width = WIDTHS.get(spec.name, DEFAULT_WIDTH)
             yield field
 
     def value(self, field_id: str) -> str:
@@ -37,40 +48,21 @@ class SamplingBar(Horizontal):
         self.query_one(f"#sampling-{field_id}", Input).value = text
 
     def params(self) -> SamplingParams:
-        """The fields as SamplingParams; ValueError names the field that is wrong."""
-        temperature = _number(self.value("temperature"), "temperature", 0.0, 2.0)
-        top_p = _number(self.value("top_p"), "top_p", 0.0, 1.0)
-        if top_p == 0.0:
-            raise ValueError("top_p must be above 0")
-        penalty = _number(self.value("repetition_penalty"), "repetition penalty", 0.0, 10.0)
-        max_tokens = _whole(self.value("max_tokens"), "max tokens", minimum=1)
-        seed = _whole(self.value("seed"), "seed", minimum=0)
-        return SamplingParams(
-            temperature=temperature,
-            top_p=top_p,
-            repetition_penalty=penalty,
-            max_tokens=max_tokens,
-            seed=seed,
-        )
+        """The fields as SamplingParams; ValueError (SamplingInvalid) names the wrong field."""
+        return sampling_from_text({spec.name: self.value(spec.name) for spec in NUMBER_FIELDS})
 
 
-def _number(text: str, name: str, low: float, high: float) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}")
-    return value
+def sampling_from_text(texts: dict[str, str]) -> SamplingParams:
+    """Typed-in texts (field name -> text; empty or missing means the default) as
+    SamplingParams, checked against the contract. Pure, so tests compare it with the API."""
 
+    def text(name: str) -> str:
+        return texts.get(name, "")
 
-def _whole(text: str, name: str, *, minimum: int) -> int | None:
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}")
-    return value
+    return SamplingParams(
+        temperature=TEMPERATURE.parse_text(text(TEMPERATURE.name)),
+        top_p=TOP_P.parse_text(text(TOP_P.name)),
+        repetition_penalty=REPETITION_PENALTY.parse_text(text(REPETITION_PENALTY.name)),
+        max_tokens=MAX_TOKENS.parse_text(text(MAX_TOKENS.name)),
+        seed=SEED.parse_text(text(SEED.name)),
+    )
