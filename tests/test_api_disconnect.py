@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import aiohttp
 import pytest
 
 from salut_tui.events import StreamFinished
 from salut_tui.node import Node
+from tests.helpers import seconds_until
 from tests.test_adapters import parse_sse
 from tests.test_openai_client import live_node
 
@@ -34,15 +34,6 @@ def engine_busy(node: Node) -> int:
     return node.engine.in_flight + node.engine.queued
 
 
-async def wait_until(predicate, timeout: float) -> float:
-    """Seconds until `predicate()` held; fails after `timeout`."""
-    began = time.perf_counter()
-    while not predicate():
-        assert time.perf_counter() - began < timeout, "condition not reached in time"
-        await asyncio.sleep(0.005)
-    return time.perf_counter() - began
-
-
 def finished_events(node: Node) -> list[StreamFinished]:
     seen: list[StreamFinished] = []
     node.events.subscribe(lambda e: seen.append(e) if isinstance(e, StreamFinished) else None)
@@ -58,7 +49,7 @@ async def test_dropping_a_stream_cancels_the_generation(node: Node, tiny_model_i
             await response.content.readuntil(b"\n\n")
         assert engine_busy(node) == 1
         response.close()  # drop the connection mid-stream
-        stopped_after = await wait_until(lambda: engine_busy(node) == 0, timeout=2.0)
+        stopped_after = await seconds_until(lambda: engine_busy(node) == 0, timeout=2.0)
     assert node.stats().in_flight == 0
     decoded = node.engine.tokens_decoded
     await asyncio.sleep(0.2)
@@ -75,9 +66,9 @@ async def test_dropping_a_regular_request_cancels_the_generation(
     url = f"http://127.0.0.1:{node.port}/v1/chat/completions"
     async with aiohttp.ClientSession() as session:
         request = asyncio.ensure_future(session.post(url, json={**ENDLESS, "model": tiny_model_id}))
-        await wait_until(lambda: node.engine.in_flight == 1, timeout=5.0)
+        await seconds_until(lambda: node.engine.in_flight == 1, timeout=5.0)
         request.cancel()  # the client gives up before any byte of the answer was sent
-        stopped_after = await wait_until(lambda: engine_busy(node) == 0, timeout=2.0)
+        stopped_after = await seconds_until(lambda: engine_busy(node) == 0, timeout=2.0)
     assert node.stats().in_flight == 0
     assert [e.finish_reason for e in finished] == ["cancelled"]
     assert stopped_after < 1.0
@@ -92,7 +83,7 @@ async def test_node_serves_normally_after_disconnects(node: Node, tiny_model_id:
             )
             await response.content.readuntil(b"\n\n")
             response.close()
-        await wait_until(lambda: engine_busy(node) == 0, timeout=2.0)
+        await seconds_until(lambda: engine_busy(node) == 0, timeout=2.0)
         body = {**ENDLESS, "model": tiny_model_id, "max_tokens": 3}
         async with session.post(url, json=body) as ok:
             assert ok.status == 200

@@ -9,6 +9,7 @@ import pytest
 from salut_tui.api.app import create_app
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from tests.helpers import until
 from tests.test_adapters import parse_sse
 
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -261,10 +262,7 @@ async def test_full_queue_is_503_with_retry_after(
         running = await client.post("/v1/chat/completions", json=endless)
         await running.content.readuntil(b"\n\n")  # decoding has begun: it holds the one slot
         waiting = asyncio.ensure_future(client.post("/v1/chat/completions", json=endless))
-        for _ in range(200):
-            if node.engine.queued >= 1:
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: node.engine.queued >= 1, 2.0, what="the second request queues")
         assert node.engine.queued == 1
         refused = await client.post("/v1/chat/completions", json={**endless, "stream": False})
         assert refused.status == 503

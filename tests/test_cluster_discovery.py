@@ -14,26 +14,24 @@ from aiohttp import web
 from salut_tui.cli import build_parser
 from salut_tui.cluster.discovery import HELLO_PATH, ManualPeers
 from salut_tui.cluster.peers import PeerTable
+from tests.helpers import until
 
 
-async def _hello_server(body: dict) -> tuple[web.AppRunner, str]:
+def hello_app(body: dict) -> web.Application:
     async def hello(request: web.Request) -> web.Response:
         return web.json_response(body)
 
     app = web.Application()
     app.router.add_get(HELLO_PATH, hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    return app
 
 
-async def test_listed_peer_appears_and_disappears_like_a_discovered_one() -> None:
-    runner, address = await _hello_server(
-        {"id": "aaaa-bbbb", "name": "B", "version": "0.1.0", "port": 1}
+async def test_listed_peer_appears_and_disappears_like_a_discovered_one(aiohttp_server) -> None:
+    b = await aiohttp_server(
+        hello_app({"id": "aaaa-bbbb", "name": "B", "version": "0.1.0", "port": 1})
     )
-    own, own_address = await _hello_server({"id": "me", "name": "A", "version": "0.1.0", "port": 2})
+    own = await aiohttp_server(hello_app({"id": "me", "name": "A", "version": "0.1.0", "port": 2}))
+    address, own_address = f"127.0.0.1:{b.port}", f"127.0.0.1:{own.port}"
     table = PeerTable()
     events: list[str] = []
 
@@ -51,23 +49,18 @@ async def test_listed_peer_appears_and_disappears_like_a_discovered_one() -> Non
         )
         task = asyncio.create_task(poller.run())
         try:
-            for _ in range(50):
-                await asyncio.sleep(0.05)
-                if events:
-                    break
+            await until(lambda: events, 2.5, what="the listed peer is seen", interval=0.05)
             record = table.get("aaaa-bbbb")
             assert record is not None and record.address == address and record.sources == {"manual"}
             assert record.health == "discovered" and table.get("me") is None  # never itself
-            await runner.cleanup()  # B goes away
-            for _ in range(80):
-                await asyncio.sleep(0.05)
-                if "gone aaaa-bbbb manual" in events:
-                    break
+            await b.close()  # B goes away
+            await until(
+                lambda: "gone aaaa-bbbb manual" in events, 4.0, what="B is gone", interval=0.05
+            )
             assert events == ["seen B manual", "gone aaaa-bbbb manual"]
             assert table.get("aaaa-bbbb") is None
         finally:
             task.cancel()
-            await own.cleanup()
 
 
 def test_peer_table_keeps_paired_peers_when_discovery_loses_them() -> None:
@@ -103,17 +96,20 @@ def test_cluster_commands_explain_when_no_node_runs(
     assert "no running node found" in capsys.readouterr().err
 
 
-async def test_listed_peer_names_are_cleaned_and_huge_answers_ignored() -> None:
+async def test_listed_peer_names_are_cleaned_and_huge_answers_ignored(aiohttp_server) -> None:
     """Names are data: an escape sequence in a peer's name never reaches the table (nor
     `salut peers`, `owned_by`, logs, the UI). An answer over MAX_HELLO bytes is not read."""
     from salut_tui.cluster.discovery import MAX_HELLO
 
-    evil, evil_address = await _hello_server(
-        {"id": "aaaa-bbbb", "name": "B\x1b[31m\x1b]0;pwned\x07 red\x1b[0m", "version": "1\x07"}
+    evil = await aiohttp_server(
+        hello_app(
+            {"id": "aaaa-bbbb", "name": "B\x1b[31m\x1b]0;pwned\x07 red\x1b[0m", "version": "1\x07"}
+        )
     )
-    huge, huge_address = await _hello_server(
-        {"id": "cccc-dddd", "name": "C", "pad": "x" * (4 * MAX_HELLO)}
+    huge = await aiohttp_server(
+        hello_app({"id": "cccc-dddd", "name": "C", "pad": "x" * (4 * MAX_HELLO)})
     )
+    evil_address, huge_address = f"127.0.0.1:{evil.port}", f"127.0.0.1:{huge.port}"
     seen: list[tuple[str, str, str]] = []
     async with aiohttp.ClientSession() as session:
         poller = ManualPeers(
@@ -122,8 +118,6 @@ async def test_listed_peer_names_are_cleaned_and_huge_answers_ignored() -> None:
         )  # fmt: skip
         await poller._poll(evil_address)
         await poller._poll(huge_address)
-    await evil.cleanup()
-    await huge.cleanup()
     assert seen == [("aaaa-bbbb", "B red", "1")]
 
 

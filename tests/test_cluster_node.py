@@ -5,7 +5,7 @@ engine, client-only mode, the merged model list, and unpairing from either side.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,14 +14,7 @@ from salut_tui.config import Settings
 from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token
 from salut_tui.events import Event, PeersChanged, StreamFinished
 from salut_tui.node import Node
-
-
-async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+from tests.helpers import until
 
 
 def make(tmp: Path, name: str, models: dict[str, str] | None = None, mode: str = "cluster") -> Node:

@@ -4,8 +4,9 @@ an error (never a hang) when the peer dies mid-stream, and cancel reaching the p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,12 +25,14 @@ Serve = Callable[[GenerationRequest, PeerLink], AsyncIterator[object]]
 class Peers:
     """Real aiohttp peers on 127.0.0.1, each serving `generate` with a given behaviour."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, start_server: Callable[[web.Application], Awaitable[Any]]
+    ) -> None:
         self.root = root
+        self.start_server = start_server  # pytest-aiohttp's aiohttp_server: it closes them
         self.me = Identity.generate()
         self.my_trust = TrustStore(root / "me")
         self.session = aiohttp.ClientSession()
-        self.runners: list[web.AppRunner] = []
         self.server_links: list[PeerLink] = []
         self.client_tasks: list[asyncio.Task] = []
 
@@ -55,13 +58,8 @@ class Peers:
 
         app = web.Application()
         app.router.add_get(LINK_PATH, route)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.runners.append(runner)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        peer = self.my_trust.add(identity.public_key, name, f"127.0.0.1:{port}")
+        server = await self.start_server(app)
+        peer = self.my_trust.add(identity.public_key, name, f"127.0.0.1:{server.port}")
         ws, cipher = await dial(self.session, self.me, peer)
         link = PeerLink(ws, cipher, peer=peer, initiator=True, handler=_nothing, state=dict,
                         on_state=lambda lk, s: None, on_notice=lambda lk, b: None)  # fmt: skip
@@ -72,8 +70,6 @@ class Peers:
         for task in self.client_tasks:
             task.cancel()
         await self.session.close()
-        for runner in self.runners:
-            await runner.cleanup()
 
 
 async def _encode(chunks: AsyncIterator[object]) -> AsyncIterator[bytes]:
@@ -86,8 +82,8 @@ def _nothing(method: str, body: dict) -> AsyncIterator[bytes]:
 
 
 @pytest.fixture
-async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
-    net = Peers(tmp_path)
+async def peers(tmp_path: Path, aiohttp_server) -> AsyncIterator[Peers]:  # type: ignore[no-untyped-def]
+    net = Peers(tmp_path, aiohttp_server)
     yield net
     await net.close()
 

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token
 from tests.engine_helpers import chat, collect, final, make_engine
-
-
-async def wait_until(condition, timeout: float = 2.0) -> float:
-    """Poll `condition` until true; returns how long it took (fails the test on timeout)."""
-    began = time.perf_counter()
-    while not condition():
-        assert time.perf_counter() - began < timeout, "condition not reached in time"
-        await asyncio.sleep(0.002)
-    return time.perf_counter() - began
+from tests.helpers import seconds_until
 
 
 async def test_closing_a_stream_stops_generation_in_the_thread(
@@ -31,7 +22,7 @@ async def test_closing_a_stream_stops_generation_in_the_thread(
         assert engine.in_flight == 1
         await stream.aclose()  # what the API does when the client goes away
         # The thread confirms the cancel at its next step, long before the 480 tokens are done.
-        await wait_until(lambda: engine.in_flight == 0, timeout=1.0)
+        await seconds_until(lambda: engine.in_flight == 0, timeout=1.0)
         stopped_at = engine.tokens_decoded
         assert stopped_at < 240
         await asyncio.sleep(0.3)  # a running generation would decode dozens of tokens here
@@ -51,7 +42,7 @@ async def test_full_queue_is_refused_with_503(tmp_path, tiny_model_id, tiny_mode
         running = engine.generate(chat(tiny_model_id, max_tokens=480))
         await running.__anext__()  # decoding: it holds the only batch slot
         waiting = asyncio.ensure_future(collect(engine, chat(tiny_model_id, max_tokens=2)))
-        await wait_until(lambda: engine.queued == 1)
+        await seconds_until(lambda: engine.queued == 1)
         _, refused = await collect(engine, chat(tiny_model_id))
         error = final(refused)
         assert isinstance(error, Error) and len(refused) == 1

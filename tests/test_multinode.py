@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from salut_tui.pairing.exchange import Party, start_pake
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.machine import Role
 from salut_tui.pairing.trust import TrustedPeer
+from tests.helpers import eventually, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = 17258
@@ -80,16 +81,12 @@ class NodeProc:
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None and self.proc.poll() is None, self.log_tail()
-            try:
-                if self.get("/v1/models")["data"]:
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} never became ready\n{self.log_tail()}")
+        """Ready is what `/health` says (with this node's preloaded models loaded), not a
+        non-empty /v1/models, which needs a bundled model to hold for a node without models."""
+        wait_healthy(
+            f"http://{self.address}", self.proc, models=self.models, timeout=timeout,
+            log=lambda: f"{self.name} never became ready\n{self.log_tail()}",
+        )  # fmt: skip
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -240,20 +237,6 @@ def lan(
         for node in nodes.values():
             node.stop()
         net.remove()
-
-
-def eventually(check: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError):
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.1)
 
 
 def chat(node: NodeProc, model: str, *, stream: bool, max_tokens: int = 16) -> str:

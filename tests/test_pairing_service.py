@@ -63,7 +63,7 @@ def session_from(source: str) -> aiohttp.ClientSession:
 
 
 @pytest.fixture
-async def net(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def net(tmp_path: Path, aiohttp_server):  # type: ignore[no-untyped-def]
     host, joiner, intruder = Side(tmp_path, "A"), Side(tmp_path, "B"), Side(tmp_path, "C")
 
     async def pair(request: web.Request) -> web.WebSocketResponse:
@@ -74,15 +74,11 @@ async def net(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     app = web.Application()
     app.router.add_get(PAIR_PATH, pair)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    address = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    server = await aiohttp_server(app)
+    address = f"127.0.0.1:{server.port}"
     session = session_from("127.0.0.1")
     yield host, joiner, intruder, address, session
     await session.close()
-    await runner.cleanup()
 
 
 async def raw_hello(session: aiohttp.ClientSession, address: str, code: str, port: int = 1):  # type: ignore[no-untyped-def]
@@ -240,7 +236,9 @@ async def test_code_that_is_not_a_code_never_touches_the_network(net) -> None:  
     assert host.service.status().state is State.WAITING
 
 
-async def test_joiner_gone_before_the_answer_fails_the_attempt_not_the_host(tmp_path: Path) -> None:
+async def test_joiner_gone_before_the_answer_fails_the_attempt_not_the_host(
+    tmp_path: Path, aiohttp_server
+) -> None:
     """A hello, then a socket that is closed when the host answers: the send fails, and the
     attempt must still end (counted against its source), or every later code would be refused
     as busy. The code was never tried, so it is still waiting."""
@@ -265,18 +263,14 @@ async def test_joiner_gone_before_the_answer_fails_the_attempt_not_the_host(tmp_
 
     app = web.Application()
     app.router.add_get(PAIR_PATH, pair)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    server = await aiohttp_server(app)
     async with (
         aiohttp.ClientSession() as session,
-        session.ws_connect(f"http://127.0.0.1:{port}{PAIR_PATH}") as ws,
+        session.ws_connect(f"http://127.0.0.1:{server.port}{PAIR_PATH}") as ws,
     ):
         await ws.receive()
     await asyncio.wait_for(answered, 5)
-    await runner.cleanup()
+    await server.close()
 
     status = host.service.status()
     assert (status.state, status.code, status.failures) == (State.WAITING, code, 1)

@@ -44,6 +44,7 @@ from salut_tui.cluster.link import (
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.trust import TrustStore
+from tests.helpers import until
 
 
 def test_frame_cipher_roundtrip_and_replay_protection() -> None:
@@ -111,7 +112,7 @@ def _link(ws, cipher, peer, initiator: bool) -> PeerLink:  # type: ignore[no-unt
 
 
 @pytest.fixture
-async def pair_of_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
+async def pair_of_nodes(tmp_path: Path, aiohttp_server):  # type: ignore[no-untyped-def]
     """Responder R (an aiohttp server) and initiator I, each trusting the other."""
     r_id, i_id = Identity.generate(), Identity.generate()
     r_trust, i_trust = TrustStore(tmp_path / "r"), TrustStore(tmp_path / "i")
@@ -132,17 +133,12 @@ async def pair_of_nodes(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     app = web.Application()
     app.router.add_get(LINK_PATH, link_route)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    r_as_seen_by_i = i_trust.add(r_id.public_key, "R", f"127.0.0.1:{port}")
+    server = await aiohttp_server(app)
+    r_as_seen_by_i = i_trust.add(r_id.public_key, "R", f"127.0.0.1:{server.port}")
     r_trust.add(i_id.public_key, "I", "127.0.0.1:1")
     session = aiohttp.ClientSession()
     yield session, i_id, r_as_seen_by_i, accepted, r_trust
     await session.close()
-    await runner.cleanup()
 
 
 async def test_link_multiplexes_streams_and_unary_calls(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
@@ -201,10 +197,7 @@ async def test_state_and_ping_flow_both_ways(pair_of_nodes) -> None:  # type: ig
         on_state=lambda lk, s: states.append(s), on_notice=lambda lk, b: None,
     )  # fmt: skip
     reader = asyncio.create_task(link.run())
-    for _ in range(40):
-        await asyncio.sleep(0.05)
-        if states and link.rtt is not None:
-            break
+    await until(lambda: states and link.rtt is not None, 2.0, what="a STATE and a PONG")
     assert states[0] == {"who": "me"} and 0 < link.rtt < 1  # type: ignore[operator]
     await link.close()
     await reader

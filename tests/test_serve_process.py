@@ -5,38 +5,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"node exited early: {proc.stderr.read() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1.0) as r:
-                body = json.loads(r.read())
-            if body.get("loaded_models"):
-                return body
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError("node did not become healthy")
+from tests.helpers import free_port, wait_healthy
 
 
 @pytest.fixture(params=["serve", "--headless"])
@@ -64,7 +42,7 @@ def serve_node(request: pytest.FixtureRequest, tmp_path: Path, tiny_model_path: 
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        health = wait_healthy(base, proc)
+        health = wait_healthy(base, proc, models=[str(tiny_model_path)])
         yield proc, base, health
     finally:
         if proc.poll() is None:

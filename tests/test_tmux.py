@@ -7,13 +7,14 @@ with its key, checks what tmux shows, quits with q and checks the exit status.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
@@ -30,25 +31,26 @@ SCREENS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def tmux(*args: str) -> str:
     return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
 
 
 def wait_for_pane(session: str, text: str, timeout: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        pane = tmux("capture-pane", "-p", "-t", session)
-        if text in pane:
-            return pane
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{text!r} never appeared; the pane shows:\n{pane}")
-        time.sleep(0.2)
+    def pane() -> str:
+        return tmux("capture-pane", "-p", "-t", session)
+
+    def shown() -> str:
+        captured = pane()
+        return captured if text in captured else ""
+
+    return eventually(
+        shown,
+        timeout,
+        f"{text!r} appears",
+        interval=0.2,
+        ignore=(),
+        describe=lambda: f"the pane shows:\n{pane()}",
+    )
 
 
 def test_salut_in_tmux_opens_every_screen_and_quits(tmp_path: Path, tiny_model_path: Path) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from openai import AsyncOpenAI
-from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, Static
 
 from salut_tui.config import Settings
@@ -23,6 +20,7 @@ from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.models import ModelsScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from tests.helpers import ui_until
 
 SCREEN_CLASSES = {
     "overview": "OverviewScreen",
@@ -48,14 +46,6 @@ def make_node(tmp_path: Path, model_path: Path, model_id: str, **overrides) -> N
         **overrides,
     )
     return Node(settings, config_path=tmp_path / "salut.toml")
-
-
-async def wait_for(pilot: Pilot, condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await pilot.pause(0.05)
 
 
 def screen_text(app: SalutApp, selector: str) -> str:
@@ -96,7 +86,7 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
         for mode, key, _title in SCREENS:
             await pilot.press(key)
             # A screen switch completes over a few loop turns, more on a busy machine.
-            await wait_for(
+            await ui_until(
                 pilot, lambda mode=mode: type(app.screen).__name__ == SCREEN_CLASSES[mode]
             )
             if mode == "chat":
@@ -106,12 +96,12 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
             assert f"Show {title}" in titles
         # From inside the chat prompt, digits type text but F-keys still switch screens.
         await pilot.press("4")
-        await wait_for(pilot, lambda: isinstance(app.focused, Input))
+        await ui_until(pilot, lambda: isinstance(app.focused, Input))
         await pilot.press("2")
         await pilot.pause()
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f3")
-        await wait_for(pilot, lambda: isinstance(app.screen, StreamsScreen))
+        await ui_until(pilot, lambda: isinstance(app.screen, StreamsScreen))
 
 
 async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
@@ -124,15 +114,15 @@ async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) 
         table = screen.query_one("#model-table", DataTable)
         table.move_cursor(row=table.get_row_index(tiny_model_id))
         await pilot.press("l")
-        await wait_for(
+        await ui_until(
             pilot, lambda: node.engine is not None and node.engine.is_loaded(tiny_model_id)
         )
-        await wait_for(pilot, lambda: bool(screen.query(ProgressBar)))
-        await wait_for(pilot, lambda: screen.query_one(ProgressBar).percentage == 1.0)
+        await ui_until(pilot, lambda: bool(screen.query(ProgressBar)))
+        await ui_until(pilot, lambda: screen.query_one(ProgressBar).percentage == 1.0)
         assert "loaded" in str(table.get_row(tiny_model_id)[1])
         assert "Loaded" in screen_text(app, "#models-status")
         await pilot.press("u")
-        await wait_for(pilot, lambda: not node.engine.is_loaded(tiny_model_id))
+        await ui_until(pilot, lambda: not node.engine.is_loaded(tiny_model_id))
 
 
 async def test_failed_load_is_a_message_not_a_traceback(
@@ -152,7 +142,7 @@ async def test_failed_load_is_a_message_not_a_traceback(
         table.move_cursor(row=table.get_row_index("test/broken"))
         await pilot.press("l")
         status = app.screen.query_one("#models-status", Static)
-        await wait_for(pilot, lambda: status.has_class("error"))
+        await ui_until(pilot, lambda: status.has_class("error"))
         assert "Could not load test/broken" in str(status.render())
         assert "Traceback" not in str(status.render())
         assert app.is_running
@@ -161,7 +151,7 @@ async def test_failed_load_is_a_message_not_a_traceback(
 async def test_openai_client_stream_shows_on_streams_screen(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
         await pilot.press("3")
         client = AsyncOpenAI(base_url=f"http://127.0.0.1:{node.port}/v1", api_key="unused")
         stream = await client.chat.completions.create(
@@ -174,12 +164,12 @@ async def test_openai_client_stream_shows_on_streams_screen(node: Node, tiny_mod
         pieces = [c.choices[0].delta.content or "" async for c in stream if c.choices]
         await client.close()
         records = app.state.streams.records
-        await wait_for(pilot, lambda: any(not r.live for r in records.values()))
+        await ui_until(pilot, lambda: any(not r.live for r in records.values()))
         record = next(iter(records.values()))
         assert record.text == "".join(pieces)
         assert record.completion_tokens == 12
         table = app.screen.query_one("#stream-table", DataTable)
-        await wait_for(
+        await ui_until(
             pilot, lambda: table.row_count == 1 and table.get_row(record.request_id)[-1] == "length"
         )
         row = table.get_row(record.request_id)
@@ -195,7 +185,7 @@ async def test_openai_client_stream_shows_on_streams_screen(node: Node, tiny_mod
 async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
         await pilot.press("4")
         await pilot.pause()
         screen = app.screen
@@ -203,7 +193,7 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
         screen.query_one("#sampling-temperature", Input).value = "0"
         screen.query_one("#sampling-max_tokens", Input).value = "8"
         await pilot.press(*"hello", "enter")
-        await wait_for(pilot, lambda: len(screen.history) == 2)
+        await ui_until(pilot, lambda: len(screen.history) == 2)
         assert screen.history[0] == {"role": "user", "content": "hello"}
         assert "finish: length" in screen_text(app, "#chat-status")
         assert "8 completion tokens" in screen_text(app, "#chat-status")
@@ -213,18 +203,18 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
         await pilot.press("ctrl+n")
         long_answer(screen)
         await pilot.press(*"go on", "enter")
-        await wait_for(pilot, lambda: node.stats().in_flight == 1)
-        await wait_for(
+        await ui_until(pilot, lambda: node.stats().in_flight == 1)
+        await ui_until(
             pilot,
             lambda: any(
                 r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live
             ),
         )
         await pilot.press("escape")
-        await wait_for(pilot, lambda: node.stats().in_flight == 0)
+        await ui_until(pilot, lambda: node.stats().in_flight == 0)
         assert screen_text(app, "#chat-status") == "stopped"
         last = list(app.state.streams.records.values())[-1]
-        await wait_for(pilot, lambda: not last.live)
+        await ui_until(pilot, lambda: not last.live)
         assert last.status == "cancelled"
 
 
@@ -310,14 +300,14 @@ async def test_logs_screen_filters_by_level(node: Node) -> None:
 async def test_quit_finishes_streams_and_unloads(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: node.engine.is_loaded(tiny_model_id))
+        await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
         await pilot.press("4")
         await pilot.pause()
         long_answer(app.screen)
         await pilot.press(*"go on", "enter")
-        await wait_for(pilot, lambda: node.stats().in_flight == 1)
+        await ui_until(pilot, lambda: node.stats().in_flight == 1)
         await pilot.press("ctrl+c")  # quits even from the prompt, mid-answer
-        await wait_for(pilot, lambda: not app.is_running)
+        await ui_until(pilot, lambda: not app.is_running)
     assert app.return_code == 0
     assert node.engine.loaded() == []
     records = list(app.state.streams.records.values())

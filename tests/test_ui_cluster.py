@@ -9,9 +9,6 @@ limit show as one line; unpairing from A's Peers screen removes trust on both no
 from __future__ import annotations
 
 import re
-import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from textual.pilot import Pilot
@@ -22,14 +19,9 @@ from salut_tui.node import Node
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import ConfirmUnpair, PeersScreen
+from tests.helpers import free_port, ui_until
 
 CODE = re.compile(r"\b\d{2}-[a-z]+-[a-z]+\b")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cluster_node(tmp_path: Path, name: str, port: int, other_port: int) -> Node:
@@ -42,19 +34,6 @@ def cluster_node(tmp_path: Path, name: str, port: int, other_port: int) -> Node:
         peers=[f"127.0.0.1:{other_port}"],
     )
     return Node(settings, config_path=tmp_path / f"{name}.toml")
-
-
-async def until(pilots: list[Pilot], check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            screens = {
-                str(p.app.screen): [str(w.render()) for w in p.app.screen.query(Static)]
-                for p in pilots
-            }
-            raise AssertionError(f"condition not reached in time; the screens show {screens}")
-        for pilot in pilots:
-            await pilot.pause(0.02)
 
 
 def text_of(app: SalutApp, selector: str) -> str:
@@ -115,7 +94,7 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         # B lists A among the discovered nodes (the listed address is polled every 2 s).
         a_id = node_a.cluster.node_id  # type: ignore[union-attr]
         b_id = node_b.cluster.node_id  # type: ignore[union-attr]
-        await until(
+        await ui_until(
             both,
             lambda: (
                 a_id in {o.id for o in app_b.screen.query_one("#pair-peers", OptionList).options}
@@ -127,38 +106,40 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         # A wrong code: B shows the error on one line, A shows the failure, the code is dead.
         code = await show_code(pa)
         await join_with(pb, node_a, wrong(code))
-        await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
+        await ui_until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
         assert app_b.screen.query_one("#pairing-status").has_class("error")
         assert "Traceback" not in text_of(app_b, "#pairing-status")
-        await until(both, lambda: "failed" in text_of(app_a, "#pair-code"))
+        await ui_until(both, lambda: "failed" in text_of(app_a, "#pair-code"))
         assert code not in text_of(app_a, "#pair-code")
 
         # A second wrong code trips the rate limit for the machine that failed (B), which is
         # refused for a moment and says so; A's owner is never locked out of a new code.
         await join_with(pb, node_a, wrong(await show_code(pa)))
-        await until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
+        await ui_until(both, lambda: "code was wrong" in text_of(app_b, "#pairing-status"))
         await pb.press("enter")  # at once again, the code still typed in
-        await until(both, lambda: "too many failed pairings" in text_of(app_b, "#pairing-status"))
-        await until(both, lambda: node_a.cluster.pairing_status().failures == 2)  # type: ignore[union-attr]
+        await ui_until(
+            both, lambda: "too many failed pairings" in text_of(app_b, "#pairing-status")
+        )
+        await ui_until(both, lambda: node_a.cluster.pairing_status().failures == 2)  # type: ignore[union-attr]
         assert CODE.search(await show_code(pa))
         assert "too many failed pairings" not in text_of(app_a, "#pairing-status")
         assert "2 failed attempt" in text_of(app_a, "#pair-limit")
 
         # Once B's wait is over, the right code pairs them.
-        await until(both, lambda: node_a.cluster.pairing_status().retry_after == 0)  # type: ignore[union-attr]
+        await ui_until(both, lambda: node_a.cluster.pairing_status().retry_after == 0)  # type: ignore[union-attr]
         await pa.pause(0.1)  # pairing_status() rounds the wait to 0.1 s
         await join_with(pb, node_a, await show_code(pa))
-        await until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
-        await until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
+        await ui_until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
+        await ui_until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
 
         # Both Peers screens show the other as paired and healthy; so does A's Overview.
         await pa.press("5")
         await pb.press("f5")  # its focus is in the code field
-        await until(both, lambda: any("beta" in r and "ok" in r for r in table_rows(app_a)))
-        await until(both, lambda: any("alpha" in r and "ok" in r for r in table_rows(app_b)))
+        await ui_until(both, lambda: any("beta" in r and "ok" in r for r in table_rows(app_a)))
+        await ui_until(both, lambda: any("alpha" in r and "ok" in r for r in table_rows(app_b)))
         assert "●" in table_rows(app_a)[0] and "in flight" in text_of(app_a, "#peer-detail")
         await pa.press("1")
-        await until(both, lambda: "1 paired (1 ok)" in text_of(app_a, "#peers-summary"))
+        await ui_until(both, lambda: "1 paired (1 ok)" in text_of(app_a, "#peers-summary"))
         assert "beta" in text_of(app_a, "#peers-summary")
 
         # Unpair from A's Peers screen: a confirmation, then trust is gone on both nodes.
@@ -168,11 +149,15 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         assert isinstance(app_a.screen, ConfirmUnpair)
         await pa.press("y")
         assert isinstance(app_a.screen, PeersScreen)
-        await until(both, lambda: "Unpaired beta" in text_of(app_a, "#peers-status"))
-        await until(both, lambda: not node_a.cluster.trust.all() and not node_b.cluster.trust.all())  # type: ignore[union-attr]
+        await ui_until(both, lambda: "Unpaired beta" in text_of(app_a, "#peers-status"))
+        await ui_until(
+            both, lambda: not node_a.cluster.trust.all() and not node_b.cluster.trust.all()
+        )  # type: ignore[union-attr]
         # Still listed by address, so each still sees the other, now only discovered.
-        await until(both, lambda: any("beta" in r and "discovered" in r for r in table_rows(app_a)))
-        await until(
+        await ui_until(
+            both, lambda: any("beta" in r and "discovered" in r for r in table_rows(app_a))
+        )
+        await ui_until(
             both, lambda: any("alpha" in r and "discovered" in r for r in table_rows(app_b))
         )
 
