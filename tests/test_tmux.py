@@ -88,10 +88,7 @@ def test_salut_in_tmux_opens_every_screen_and_quits(tmp_path: Path, tiny_model_p
                 tmux("send-keys", "-t", session, "Escape")  # leave the prompt
                 time.sleep(0.5)
         tmux("send-keys", "-t", session, "q")
-        deadline = time.monotonic() + 30
-        while not exit_file.exists() or not exit_file.read_text().strip():
-            assert time.monotonic() < deadline, "salut did not exit after q"
-            time.sleep(0.2)
+        eventually(lambda: exit_file.read_text().strip(), 30, "salut exits after q", interval=0.2)
         assert exit_file.read_text().strip() == "0"
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

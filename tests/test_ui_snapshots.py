@@ -9,7 +9,6 @@ bundled default model is hidden, so every machine draws the same model lists. Up
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Select
 
 from salut_tui.ui.app import SCREENS, SalutApp
+from tests.helpers import ui_until
 from tests.test_ui_app import make_node
 
 SIZES = [(80, 24), (120, 40)]
@@ -29,10 +29,11 @@ pytestmark = pytest.mark.usefixtures("without_bundled_model")
 def settle(key: str, model_id: str):
     async def run_before(pilot: Pilot) -> None:
         app: SalutApp = pilot.app  # type: ignore[assignment]
-        deadline = time.monotonic() + 20
-        while not (app.node.engine.is_loaded(model_id) and model_id in app.state.models.loads):
-            assert time.monotonic() < deadline, "the tiny model did not load"
-            await pilot.pause(0.05)
+        await ui_until(
+            pilot,
+            lambda: app.node.engine.is_loaded(model_id) and model_id in app.state.models.loads,
+            20,
+        )
         await pilot.press(key)
         await pilot.pause()
         if key == "8":
