@@ -47,14 +47,19 @@ async def until(
     interval: float = 0.01,
     pause: Callable[[float], Awaitable[object]] | None = None,
     describe: Callable[[], str] | None = None,
+    ignore: tuple[type[BaseException], ...] = (),
 ) -> T:
     """Poll `check()` on the running loop until it is truthy; return that value.
 
     `pause` replaces `asyncio.sleep` between tries (Textual tests pass `pilot.pause` so the app
-    processes its messages); `describe` adds what the failure message should show."""
+    processes its messages); `describe` adds what the failure message should show; `check()`
+    raising one of `ignore` counts as not yet."""
     deadline = time.monotonic() + timeout
     while True:
-        result = check()
+        try:
+            result = check()
+        except ignore:
+            result = None
         if result:
             return result
         if time.monotonic() > deadline:
@@ -75,8 +80,11 @@ async def seconds_until(
 async def ui_until(
     pilots: Pilot | list[Pilot], check: Callable[[], object], timeout: float = 15.0
 ) -> None:
-    """`until` for Textual tests: between tries every app processes its messages, and a failure
-    shows the text on each app's screen."""
+    """`until` for Textual tests: between tries every app processes its messages, a widget not
+    mounted yet (a screen being recomposed) counts as not yet, and a failure shows the text on
+    each app's screen."""
+    from textual.css.query import NoMatches
+
     group = pilots if isinstance(pilots, list) else [pilots]
 
     async def pause(interval: float) -> None:
@@ -91,7 +99,14 @@ async def ui_until(
         }
         return f"the screens show {shown}"
 
-    await until(check, timeout, pause=pause, interval=0.05 / len(group), describe=screens)
+    await until(
+        check,
+        timeout,
+        pause=pause,
+        interval=0.05 / len(group),
+        describe=screens,
+        ignore=(NoMatches,),
+    )
 
 
 def eventually(
