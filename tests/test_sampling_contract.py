@@ -133,6 +133,7 @@ async def test_the_sampling_bar_shows_the_contracts_defaults() -> None:
 
 def test_wire_refuses_bad_stops_and_unknown_fields() -> None:
     assert sampling_from_json({"stop": ["a", "b"]}).stop == ("a", "b")
+    assert not api_accepts("stop", ["a"] * (MAX_STOP_SEQUENCES + 1))  # the same limit
     with pytest.raises(SamplingInvalid, match=f"at most {MAX_STOP_SEQUENCES}"):
         sampling_from_json({"stop": ["a"] * (MAX_STOP_SEQUENCES + 1)})
     with pytest.raises(SamplingInvalid, match="list of strings"):
