@@ -41,7 +41,7 @@ NOT_YET = (OSError, ValueError, KeyError)
 
 async def until(
     check: Callable[[], T],
-    timeout: float = 5.0,
+    timeout: float = 10.0,
     *,
     what: str = "condition",
     interval: float = 0.01,

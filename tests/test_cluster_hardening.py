@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -25,14 +25,7 @@ from salut_tui.cluster.routes import PRE_AUTH_MAX, PRE_AUTH_PER_SOURCE
 from salut_tui.config import Settings
 from salut_tui.engine.types import Finish, GenerationRequest, SamplingParams, Token
 from salut_tui.node import Node
-
-
-async def until(check: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
+from tests.helpers import until
 
 
 def make(tmp: Path, name: str, models: dict[str, str] | None = None) -> Node:
@@ -72,7 +65,7 @@ async def nodes(tmp_path: Path, tiny_model_path: Path) -> AsyncIterator[tuple[No
     await b.stop()
 
 
-async def junk_server(message_bytes: int) -> tuple[web.AppRunner, str]:
+def junk_app(message_bytes: int) -> web.Application:
     """A 'candidate' that accepts the websocket and answers with one huge text message."""
 
     async def link(request: web.Request) -> web.WebSocketResponse:
@@ -87,11 +80,7 @@ async def junk_server(message_bytes: int) -> tuple[web.AppRunner, str]:
 
     app = web.Application()
     app.router.add_get(LINK_PATH, link)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    return app
 
 
 # ---- candidates never rewrite trust (pure) ------------------------------------------------------
@@ -109,14 +98,15 @@ def test_dial_order_puts_every_proven_address_before_any_candidate() -> None:
 
 # ---- a rogue announcement --------------------------------------------------------------------
 async def test_rogue_announcement_neither_rewrites_trust_nor_stops_the_link(
-    nodes: tuple[Node, Node],
+    nodes: tuple[Node, Node], aiohttp_server
 ) -> None:
     a, b = nodes
     assert a.cluster is not None and b.cluster is not None
     b_id = b.cluster.node_id
     trusted = a.cluster.trust.get(b_id)
     assert trusted is not None and trusted.address == f"127.0.0.1:{b.port}"
-    runner, junk = await junk_server(20 * 1024 * 1024)
+    server = await aiohttp_server(junk_app(20 * 1024 * 1024))
+    junk = f"127.0.0.1:{server.port}"
     try:
         # What a rogue mDNS responder announcing B's id from its own address makes A's
         # discovery report (names arrive cleaned by discovery; a rogue picks any name).
@@ -136,16 +126,17 @@ async def test_rogue_announcement_neither_rewrites_trust_nor_stops_the_link(
         out = [c async for c in a.generate(greedy(4))]
         assert isinstance(out[-1], Finish)
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
-async def test_a_dial_to_a_junk_candidate_is_bounded(tmp_path: Path) -> None:
+async def test_a_dial_to_a_junk_candidate_is_bounded(tmp_path: Path, aiohttp_server) -> None:
     """A candidate that answers with a 20 MiB message: 0.1 read (and parsed, on the loop) all
     of it; now the read stops at MAX_WIRE_MESSAGE and the dial fails at once."""
     from salut_tui.pairing.identity import Identity
     from salut_tui.pairing.trust import TrustStore
 
-    runner, junk = await junk_server(20 * 1024 * 1024)
+    server = await aiohttp_server(junk_app(20 * 1024 * 1024))
+    junk = f"127.0.0.1:{server.port}"
     me = Identity.generate()
     peer = TrustStore(tmp_path).add(Identity.generate().public_key, "B", junk)
     try:
@@ -156,7 +147,7 @@ async def test_a_dial_to_a_junk_candidate_is_bounded(tmp_path: Path) -> None:
             assert time.monotonic() - started < 10  # generous: it is immediate
             assert len(str(refused.value)) < 300  # the junk was not read into an error
     finally:
-        await runner.cleanup()
+        await server.close()
 
 
 # ---- a pre-auth flood ----------------------------------------------------------------------------
@@ -233,7 +224,9 @@ async def test_large_messages_cross_an_authenticated_link_in_small_pieces(
     assert healthy(a, b)
 
 
-async def test_a_real_rogue_mdns_responder_on_loopback(nodes: tuple[Node, Node]) -> None:
+async def test_a_real_rogue_mdns_responder_on_loopback(
+    nodes: tuple[Node, Node], aiohttp_server
+) -> None:
     """The same as above through zeroconf itself: a responder on 127.0.0.1 announcing B's id
     with an escape-laden name and a junk address."""
     from zeroconf import IPVersion
@@ -245,7 +238,8 @@ async def test_a_real_rogue_mdns_responder_on_loopback(nodes: tuple[Node, Node])
     assert a.cluster is not None and b.cluster is not None
     b_id = b.cluster.node_id
     trusted = a.cluster.trust.get(b_id)
-    runner, junk = await junk_server(1024 * 1024)
+    server = await aiohttp_server(junk_app(1024 * 1024))
+    junk = f"127.0.0.1:{server.port}"
     rogue = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
     info = AsyncServiceInfo(
         SERVICE_TYPE,
@@ -284,4 +278,4 @@ async def test_a_real_rogue_mdns_responder_on_loopback(nodes: tuple[Node, Node])
     finally:
         await rogue.async_unregister_all_services()
         await rogue.async_close()
-        await runner.cleanup()
+        await server.close()

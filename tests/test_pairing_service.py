@@ -24,6 +24,7 @@ from salut_tui.pairing.service import (
     _Attempt,
 )
 from salut_tui.pairing.trust import TrustStore
+from tests.helpers import until
 
 
 def wrong(code: str) -> str:
@@ -176,10 +177,7 @@ async def test_hellos_without_a_guess_never_spend_the_code(net) -> None:  # type
             ws, answer = await raw_hello(rogue, address, code)
             assert answer["type"] == "pake"
             await ws.close()  # leaves before any confirm: nothing was guessed
-            for _ in range(100):
-                if host.service.status().state is State.WAITING:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: host.service.status().state is State.WAITING, 2.0)
             assert host.service.status().code == code
         # Its abandoned exchanges count against it alone: it is refused for a while...
         ws = await rogue.ws_connect(f"http://{address}{PAIR_PATH}")
