@@ -1,10 +1,11 @@
 """The sampling contract: each sampling field's type, bounds, default and meaning, written once.
 
 Three places take sampling values from outside and must agree on what is valid: the API schema
-(`salut_tui/api/schemas.py` builds its pydantic fields from the table), the
-chat screen's sampling bar (`salut_tui/ui/widgets/sampling.py` parses its text fields with
+(`salut_tui/api/schemas.py` builds its pydantic fields from the table), the chat screen's
+sampling bar (`salut_tui/ui/widgets/sampling.py` parses its text fields with
 `NumberField.parse_text`) and a peer decoding a forwarded request (`salut_tui/cluster/wire.py`
-checks every value with `check_sampling`). `SamplingParams` takes its defaults from here too.
+checks every value with `check_sampling`). `SamplingParams` takes its defaults from here too;
+`tests/test_sampling_contract.py` walks this table and checks that the three agree.
 
 Pure: no MLX, no pydantic, no Textual (the UI and the wire decoder import it cheaply).
 """
