@@ -1,9 +1,12 @@
 """The composition root: one Node wires the engine, the API server, the cluster and pairing.
 
-Headless (`salut serve`) and the terminal UI start the same Node; the UI only subscribes to
-`node.events` and calls the public methods below. Every request path (API, UI chat, a peer's
-proxied request) goes through `Node.generate`, which picks who serves the request and publishes
-the stream events.
+Headless (`salut serve`) and the terminal UI start the same Node (see `salut_tui.run`); the UI
+only subscribes to `node.events` and calls the public methods below. Every request path (API, UI
+chat, a peer's proxied request) goes through `Node.generate`, which gathers the routing facts once,
+asks `salut_tui.routing.decide` where the request goes, and publishes the stream events.
+
+This is the only module that knows every part: the API sees the node through `ServingNode`, the
+cluster through `LocalNode`, both narrow protocols.
 """
 
 from __future__ import annotations
@@ -11,48 +14,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import assert_never
 
 from aiohttp import web
 
 from salut_tui import __version__
+from salut_tui.api.app import create_app
+from salut_tui.api.auth import key_matches
 from salut_tui.blas import detect_active_blas
+from salut_tui.cluster import routes as cluster_routes
+from salut_tui.cluster.cluster import Cluster
 from salut_tui.config import Settings
+from salut_tui.engine import errors
 from salut_tui.engine.engine import Engine
+from salut_tui.engine.gguf_import import import_gguf
+from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.memory import memory_status
 from salut_tui.engine.registry import ModelRegistry
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Token
 from salut_tui.events import EventBus, StreamFinished, StreamStarted, StreamTokensReceived
+from salut_tui.routing import (
+    LoadLocally,
+    Local,
+    NotFound,
+    Peer,
+    PeerUnreachable,
+    Route,
+    RouteFacts,
+    decide,
+)
+from salut_tui.supervisor import Supervisor
+from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 
-if TYPE_CHECKING:
-    from salut_tui.cluster.cluster import Cluster  # cluster plug-in
+__all__ = ["ModelInfo", "Node", "NodeStats"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    """One model as /v1/models and the UI show it."""
-
-    id: str
-    owned_by: str  # "local" or a peer's name
-    loaded: bool
-    size_bytes: int | None = None
-    memory_bytes: int | None = None
-    nodes: tuple[str, ...] = ()  # names of the nodes that hold it loaded
-
-
-@dataclass(slots=True)
-class NodeStats:
-    in_flight: int
-    queued: int
-    tokens_per_second: float
-    memory_total: int
-    memory_available: int
-    uptime: float
 
 
 class Node:
@@ -64,33 +62,28 @@ class Node:
         self.engine: Engine | None = (
             None if settings.mode == "client-only" else Engine(settings, self.registry, self.events)
         )
-        # ---- cluster plug-in (issue 4): identity, trust, discovery, peer links, proxying ----
-        self.cluster: Cluster | None = None
-        if settings.mode != "solo":
-            from salut_tui.cluster.cluster import Cluster
-
-            self.cluster = Cluster(self)
-        # ---- end cluster plug-in ----
+        # Identity, trust, discovery, peer links, proxying: every mode but solo.
+        self.cluster: Cluster | None = (
+            None if settings.mode == "solo" else Cluster(self, settings, self.events)
+        )
         self.started_at = time.time()
         self.version = __version__
         self.blas = detect_active_blas()  # shown in logs, the UI and /v1/cluster
         self.port: int = settings.port
         self._runner: web.AppRunner | None = None
         self._in_flight = 0  # requests in Node.generate: local and proxied alike
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Supervisor("node")
         self._stopping = False
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self, *, preload: list[str] | None = None) -> None:
         """Start the engine thread and the API server; preload models in the background."""
-        from salut_tui.api.app import create_app
-
         self.started_at = time.time()
         if self.engine is not None:
             await self.engine.start()
         app = create_app(self)
-        if self.cluster is not None:  # cluster plug-in: peer routes beside /v1
-            self.cluster.install(app)
+        if self.cluster is not None:  # peer and control routes beside /v1
+            cluster_routes.install(app, self.cluster)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -107,15 +100,14 @@ class Node:
         )
         log.info("BLAS in use: %s", self.blas)
         for model_id in preload if preload is not None else self.settings.preload:
-            self._spawn(self._preload(model_id))
+            self._tasks.spawn(self._preload(model_id), name=f"preload {model_id}")
 
     async def stop(self) -> None:
         """End in-flight streams with a proper finish, stop the server, then the engine."""
         if self._stopping:
             return
         self._stopping = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.stop()
         if self.engine is not None:
             await self.engine.stop()  # streams get their Finish before the server goes away
         if self.cluster is not None:  # cluster plug-in: close links so their handlers return
@@ -131,27 +123,21 @@ class Node:
         except ModelError as exc:
             log.error("could not preload %s: %s", model_id, exc)
 
-    def _spawn(self, coro) -> asyncio.Task:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     # ---- models ------------------------------------------------------------------------
-    async def load_model(self, model_id: str, *, force: bool = False):
+    async def load_model(
+        self, model_id: str, *, force: bool = False, source: Path | None = None
+    ) -> LoadedModelInfo:
         if self.engine is None:
             raise ModelError(
                 "this node runs in client-only mode and loads no models",
                 status=409,
                 code="client_only",
             )
-        return await self.engine.load(model_id, force=force)
+        return await self.engine.load(model_id, force=force, source=source)
 
     async def unload_model(self, model_id: str) -> None:
         if self.engine is None:
-            raise ModelError(
-                f"model '{model_id}' is not loaded", status=404, code="model_not_found"
-            )
+            raise ModelError.of(errors.model_not_loaded(model_id))
         await self.engine.unload(model_id)
 
     async def import_gguf(
@@ -164,8 +150,6 @@ class Node:
     ) -> Path:
         """Convert a GGUF file into `<models_dir>/<org>/<name>` (MLX work: on the engine's
         thread when there is one). `progress` is called from that thread."""
-        from salut_tui.engine.gguf_import import import_gguf
-
         out = self.settings.models_path().joinpath(*model_id.split("/", 1))
 
         def convert() -> Path:
@@ -198,8 +182,11 @@ class Node:
             return local
         return self.cluster.merge_models(local)
 
+    def loaded_model_ids(self) -> list[str]:
+        return [m.model_id for m in self.engine.loaded()] if self.engine else []
+
     def stats(self) -> NodeStats:
-        mem = memory_status()
+        mem = self.engine.memory() if self.engine is not None else memory_status()
         return NodeStats(
             in_flight=self._in_flight,
             queued=self.engine.queued if self.engine else 0,
@@ -209,72 +196,89 @@ class Node:
             uptime=time.time() - self.started_at,
         )
 
-    def cluster_info(self) -> dict:
-        """The body of GET /v1/cluster."""
+    def cluster_view(self) -> ClusterView:
+        """This node and its peers (GET /v1/cluster, the Peers and Overview screens)."""
         if self.cluster is not None:
-            return self.cluster.info()
-        return {"object": "cluster", "node": self.self_info(), "peers": []}
+            return self.cluster.view()
+        return ClusterView(self.self_view(), ())
 
-    def self_info(self) -> dict:
+    def self_view(self) -> SelfView:
         stats = self.stats()
-        return {
-            "id": "",
-            "name": self.settings.display_name(),
-            "address": f"{self.settings.host}:{self.port}",
-            "version": self.version,
-            "mode": self.settings.mode,
-            "blas": self.blas,
-            "health": "ok",
-            "vram_total": stats.memory_total,
-            "vram_free": stats.memory_available,
-            "loaded_models": [m.model_id for m in (self.engine.loaded() if self.engine else [])],
-            "requests_in_flight": stats.in_flight,
-            "tokens_per_second": round(stats.tokens_per_second, 2),
-        }
-
-    # ---- generation --------------------------------------------------------------------
-    def can_serve_locally(self, model_id: str) -> bool:
-        """This node has the model loaded, or could load it (the routing prefers peers that
-        already hold a model over loading it here)."""
-        if self.engine is None:
-            return False
-        if self.engine.is_loaded(model_id):
-            return True
-        return self.registry.has(model_id)
-
-    async def _route(self, request: GenerationRequest) -> tuple[str, AsyncIterator[Chunk]]:
-        """Pick who serves the request: this node's engine, else a peer that holds the model."""
-        if self.engine is None and self.cluster is None:
-            raise ModelError(
-                "this node runs in client-only mode without a cluster: nothing can serve requests",
-                status=503,
-                code="no_engine",
-                type="server_error",
-            )
-        if self.engine is not None and self.engine.is_loaded(request.model):
-            return "local", self.engine.generate(request)
-        if self.cluster is not None:
-            routed = self.cluster.route(request)
-            if routed is not None:
-                return routed
-        if self.can_serve_locally(request.model):
-            # Available here but not loaded: load on demand (refused if it does not fit).
-            await self.load_model(request.model)
-            return "local", self.engine.generate(request)  # type: ignore[union-attr]
-        raise ModelError(
-            f"The model '{request.model}' does not exist or is not available on this cluster",
-            status=404,
-            code="model_not_found",
-            param="model",
+        return SelfView(
+            id=self.cluster.node_id if self.cluster is not None else "",
+            name=self.settings.display_name(),
+            address=f"{self.settings.host}:{self.port}",
+            version=self.version,
+            mode=self.settings.mode,
+            blas=self.blas,
+            health="ok",
+            vram_total=stats.memory_total,
+            vram_free=stats.memory_available,
+            loaded_models=tuple(self.loaded_model_ids()),
+            requests_in_flight=stats.in_flight,
+            tokens_per_second=round(stats.tokens_per_second, 2),
         )
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    # ---- generation --------------------------------------------------------------------
+    def route_facts(self, request: GenerationRequest) -> RouteFacts:
+        """Everything `routing.decide` needs, gathered once (one registry scan at most)."""
+        loaded = self.engine is not None and self.engine.is_loaded(request.model)
+        source = None
+        loadable = False
+        if self.engine is not None and not loaded:
+            source = self.registry.locate(request.model)
+            loadable = source is not None or self.registry.is_bundled_default(request.model)
+        return RouteFacts(
+            model=request.model,
+            forwarded=request.forwarded,
+            loaded_here=loaded,
+            loadable_here=loadable,
+            source=source,
+            peers=self.cluster.peer_facts() if self.cluster is not None else (),
+        )
+
+    async def _serve(
+        self, request: GenerationRequest, route: Route
+    ) -> tuple[str, AsyncGenerator[Chunk, None]]:
+        """Act on the routing answer: who serves the request, and its chunks."""
+        match route:
+            case Local():
+                assert self.engine is not None
+                return "local", self.engine.generate(request)
+            case LoadLocally(source=source):
+                await self.load_model(request.model, source=source)  # 507 if it does not fit
+                assert self.engine is not None
+                return "local", self.engine.generate(request)
+            case Peer(candidates=candidates):
+                assert self.cluster is not None
+                name = self.cluster.peer_name(candidates[0])
+                return name, self.cluster.proxy(request, candidates)
+            case PeerUnreachable(peers=peers, retry_after=retry_after):
+                raise ModelError.of(errors.peer_unreachable(request.model, peers, retry_after))
+            case NotFound():
+                raise ModelError.of(errors.model_not_found(request.model))
+            case _:
+                assert_never(route)
+
+    def _refusal(self, request: GenerationRequest) -> Error | None:
+        """A forwarded request is checked against this node's own API key: a node's key
+        protects its models on every path (the first node relays the 401)."""
+        key = self.settings.api_key
+        if request.forwarded and key and not key_matches(key, request.bearer):
+            return errors.peer_key_refused(self.settings.display_name(), given=request.bearer)
+        return None
+
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         """Serve one request: chunks from the engine or a peer, with stream events published.
 
         Closing the iterator (client gone) cancels the generation wherever it runs.
         """
+        refusal = self._refusal(request)
+        if refusal is not None:
+            yield refusal
+            return
         try:
-            served_by, chunks = await self._route(request)
+            served_by, chunks = await self._serve(request, decide(self.route_facts(request)))
         except ModelError as exc:
             yield exc.to_error()
             return
@@ -306,7 +310,7 @@ class Node:
                     finish = chunk
                 yield chunk
         finally:
-            await _aclose(chunks)
+            await chunks.aclose()
             self._in_flight -= 1
             elapsed = time.perf_counter() - started
             ttft = None if first_token_at is None else first_token_at - started
@@ -333,9 +337,3 @@ def _prompt_preview(request: GenerationRequest, limit: int = 120) -> str:
         text = request.prompt or ""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-async def _aclose(iterator: AsyncIterator[Chunk]) -> None:
-    aclose = getattr(iterator, "aclose", None)
-    if aclose is not None:
-        await aclose()

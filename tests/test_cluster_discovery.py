@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from salut_tui.cli import build_parser
+from salut_tui.cli import main
 from salut_tui.cluster.discovery import HELLO_PATH, ManualPeers
 from salut_tui.cluster.peers import PeerTable
 from tests.helpers import until
@@ -91,8 +91,7 @@ def test_peer_table_keeps_paired_peers_when_discovery_loses_them() -> None:
 def test_cluster_commands_explain_when_no_node_runs(
     argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = build_parser().parse_args([*argv, "--data-dir", str(tmp_path)])
-    assert args.func(args) == 1
+    assert main([*argv, "--data-dir", str(tmp_path)]) == 1
     assert "no running node found" in capsys.readouterr().err
 
 

@@ -73,15 +73,12 @@ async def test_a_serves_bs_model_through_the_link(nodes: tuple[Node, Node]) -> N
     assert ids["tiny-b"].owned_by == "B" and ids["tiny-b"].nodes == ("B",)
     b_id = b.cluster.node_id  # type: ignore[union-attr]
     await until(lambda: a.cluster.table.get(b_id).link.rtt is not None)  # type: ignore[union-attr]  # first PONG
-    info = a.cluster_info()
-    assert info["node"]["id"] == a.cluster.node_id  # type: ignore[union-attr]
-    (peer,) = [p for p in info["peers"] if p["id"] == b_id]
-    assert peer["name"] == "B" and peer["paired"] and peer["health"] == "ok"
-    assert (
-        peer["loaded_models"] == ["tiny-b"]
-        and peer["vram_total"] > 0
-        and 0 < peer["latency_ms"] < 1000
-    )
+    info = a.cluster_view()
+    assert info.node.id == a.cluster.node_id  # type: ignore[union-attr]
+    (peer,) = [p for p in info.peers if p.id == b_id]
+    assert peer.name == "B" and peer.paired and peer.health == "ok"
+    assert peer.loaded_models == ("tiny-b",) and peer.vram_total and peer.vram_total > 0
+    assert peer.latency_ms is not None and 0 < peer.latency_ms < 1000
 
 
 async def test_closing_the_stream_on_a_cancels_it_on_b(nodes: tuple[Node, Node]) -> None:

@@ -1,9 +1,8 @@
-"""Pure cluster logic: which peer serves a model, the merged model list, the wire forms."""
+"""Pure cluster logic: the merged model list and the wire forms (routing: test_routing.py)."""
 
 from __future__ import annotations
 
 from salut_tui.cluster.models import merge_models
-from salut_tui.cluster.routing import Candidate, choose_peers
 from salut_tui.cluster.wire import (
     chunk_from_bytes,
     chunk_to_bytes,
@@ -11,43 +10,7 @@ from salut_tui.cluster.wire import (
     request_to_json,
 )
 from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token, Usage
-from salut_tui.node import ModelInfo
-
-
-def cand(
-    node_id: str,
-    loaded: set[str],
-    available: set[str] = frozenset(),
-    load: int = 0,
-    rtt: float | None = None,
-) -> Candidate:  # type: ignore[assignment]
-    return Candidate(node_id, frozenset(loaded), frozenset(available | loaded), load, rtt)
-
-
-def test_least_loaded_holder_first_then_nearest() -> None:
-    peers = [
-        cand("b", {"m"}, load=3),
-        cand("c", {"m"}, load=1, rtt=0.02),
-        cand("d", {"m"}, load=1, rtt=0.001),
-        cand("e", {"x"}),
-    ]
-    assert choose_peers("m", peers, local_can_load=False) == ["d", "c", "b"]
-
-
-def test_loading_here_beats_loading_on_a_peer() -> None:
-    peers = [cand("b", set(), available={"m"})]
-    assert choose_peers("m", peers, local_can_load=True) == []
-    assert choose_peers("m", peers, local_can_load=False) == ["b"]
-
-
-def test_holders_before_peers_that_could_load_it() -> None:
-    peers = [cand("b", set(), available={"m"}), cand("c", {"m"}, load=9)]
-    assert choose_peers("m", peers, local_can_load=False) == ["c", "b"]
-    assert choose_peers("m", peers, local_can_load=True) == ["c"]
-
-
-def test_unknown_model_goes_nowhere() -> None:
-    assert choose_peers("nope", [cand("b", {"m"})], local_can_load=False) == []
+from salut_tui.views import ModelInfo
 
 
 def test_merge_lists_each_model_once_with_its_holders() -> None:

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from salut_tui.api.errors import error_chunk_body
 from salut_tui.engine.types import Chunk, Error, Finish, Token, Usage
 
 Dialect = Literal["chat", "text"]
@@ -156,4 +155,4 @@ class StreamEncoder:
     def error(self, error: Error) -> bytes:
         """An error after streaming began: an SSE error event, then [DONE]."""
         self.finished = True
-        return sse_event(error_chunk_body(error)) + SSE_DONE
+        return sse_event(error.body()) + SSE_DONE

@@ -1,4 +1,4 @@
-"""The aiohttp application of the OpenAI-compatible API (`create_app(node)`).
+"""The aiohttp application of the OpenAI-compatible API (`create_app(node)`, any `ServingNode`).
 
 `Node.start()` builds it and runs it with an AppRunner; tests build it around a node whose engine
 is started. Other packages (the cluster's peer routes) may add routes to the returned app before
@@ -7,25 +7,21 @@ it is started; the API key middleware only guards /v1, so their own credentials 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from salut_tui.api.auth import make_auth_middleware
 from salut_tui.api.errors import error_middleware
 from salut_tui.api.routes import NODE, routes
+from salut_tui.api.serving import ServingNode
 
-if TYPE_CHECKING:
-    from salut_tui.node import Node
-
-__all__ = ["NODE", "create_app"]  # NODE: the app key under which handlers find the Node
+__all__ = ["NODE", "ServingNode", "create_app"]  # NODE: the app key handlers find the node at
 
 # Long conversations are sent whole with every request; aiohttp's 1 MiB default is too small
 # for a long context window.
 MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
-def create_app(node: Node) -> web.Application:
+def create_app(node: ServingNode) -> web.Application:
     app = web.Application(
         # The error middleware is outermost so that even an auth failure or a crash in another
         # middleware ends as an OpenAI-shaped body.

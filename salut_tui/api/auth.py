@@ -41,9 +41,7 @@ def key_matches(expected: str, given: str | None) -> bool:
 
 
 def _unauthorized(message: str) -> web.Response:
-    response = error_response(401, message, type="invalid_request_error", code="invalid_api_key")
-    response.headers["WWW-Authenticate"] = 'Bearer realm="salut"'
-    return response
+    return error_response(401, message, type="invalid_request_error", code="invalid_api_key")
 
 
 def make_auth_middleware(current_key: Callable[[], str]) -> Callable:

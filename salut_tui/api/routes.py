@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, cast
+from collections.abc import AsyncIterator
+from dataclasses import replace
 
 from aiohttp import web
 
 from salut_tui.api.adapters import Completion, Dialect, StreamEncoder
-from salut_tui.api.errors import APIError, response_for_error_chunk
+from salut_tui.api.auth import bearer_token
+from salut_tui.api.errors import response_for
 from salut_tui.api.schemas import ChatCompletionBody, CompletionBody, parse_body
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, Token
-
-if TYPE_CHECKING:
-    from salut_tui.node import ModelInfo, Node
+from salut_tui.api.serving import ServingNode
+from salut_tui.engine import errors
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, OpenAIError, Token
+from salut_tui.views import ModelInfo, to_json
 
 log = logging.getLogger(__name__)
 
-NODE: web.AppKey[Node] = web.AppKey("salut_node")
+NODE: web.AppKey[ServingNode] = web.AppKey("salut_node")
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -62,15 +63,15 @@ def model_entry(model: ModelInfo, created: int) -> dict:
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    info = node.self_info()
+    me = node.self_view()
     return web.json_response(
         {
             "status": "ok",
             "version": node.version,
-            "name": info["name"],
-            "mode": info["mode"],
-            "loaded_models": info["loaded_models"],
-            "requests_in_flight": info["requests_in_flight"],
+            "name": me.name,
+            "mode": me.mode,
+            "loaded_models": list(me.loaded_models),
+            "requests_in_flight": me.requests_in_flight,
             "uptime": round(time.time() - node.started_at, 1),
         }
     )
@@ -91,21 +92,21 @@ async def get_model(request: web.Request) -> web.Response:
     for model in node.models():
         if model.id == model_id:
             return web.json_response(model_entry(model, int(node.started_at)))
-    raise APIError(
-        404, f"The model '{model_id}' does not exist", param="model", code="model_not_found"
-    )
+    raise OpenAIError(errors.model_not_found(model_id))
 
 
 @routes.get("/v1/cluster")
 async def cluster(request: web.Request) -> web.Response:
-    return web.json_response(request.app[NODE].cluster_info())
+    return web.json_response(to_json(request.app[NODE].cluster_view()))
 
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(ChatCompletionBody, await request.read())
     node = request.app[NODE]
-    generation = body.to_request(node.settings.default_model, _client_address(request))
+    generation = _with_bearer(
+        request, body.to_request(node.settings.default_model, _client_address(request))
+    )
     return await _serve(request, node, generation, "chat", body.streaming, body.include_usage)
 
 
@@ -113,27 +114,33 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(CompletionBody, await request.read())
     node = request.app[NODE]
-    generation = body.to_request(node.settings.default_model, _client_address(request))
+    generation = _with_bearer(
+        request, body.to_request(node.settings.default_model, _client_address(request))
+    )
     return await _serve(request, node, generation, "text", body.streaming, body.include_usage)
+
+
+def _with_bearer(request: web.Request, generation: GenerationRequest) -> GenerationRequest:
+    """The client's token goes with the request: a peer that serves it checks its own key."""
+    return replace(generation, bearer=bearer_token(request.headers.get("Authorization")))
 
 
 async def _serve(
     request: web.Request,
-    node: Node,
+    node: ServingNode,
     generation: GenerationRequest,
     dialect: Dialect,
     stream: bool,
     include_usage: bool,
 ) -> web.StreamResponse:
     completion = Completion.new(dialect, generation.model, generation.request_id)
-    # Node.generate is an async generator: closing it is what cancels the generation.
-    chunks = cast(AsyncGenerator[Chunk, None], node.generate(generation))
+    chunks = node.generate(generation)  # closing it is what cancels the generation
     try:
         first = await anext(chunks, None)
         if first is None:
-            raise APIError(500, "The generation ended before producing anything.")
+            raise OpenAIError(Error("The generation ended before producing anything."))
         if isinstance(first, Error):
-            return response_for_error_chunk(first)
+            return response_for(first)
         if stream:
             return await _stream(request, completion, first, chunks, include_usage)
         return await _collect(completion, first, chunks)
@@ -152,9 +159,9 @@ async def _collect(
         elif isinstance(chunk, Finish):
             return web.json_response(completion.response("".join(parts), chunk))
         else:
-            return response_for_error_chunk(chunk)
+            return response_for(chunk)
         chunk = await anext(chunks, None)
-    raise APIError(500, "The generation ended without a finish.")
+    raise OpenAIError(Error("The generation ended without a finish."))
 
 
 async def _stream(

@@ -1,6 +1,6 @@
-"""The cluster side of a node: identity, trust, discovery, peer links, state exchange, and the
-routing hooks `Node` calls (`route`, `merge_models`, `info`). Built by `Node` unless the mode
-is solo.
+"""The cluster side of a node: identity, trust, discovery, peer links, state exchange, the
+facts routing needs about peers (`peer_facts`), and proxying to them (`proxy`). Built by `Node`
+unless the mode is solo; it sees the node only through the narrow `LocalNode` protocol.
 
 Links: every paired peer gets one link. Both ends dial when they have none; if two links cross,
 both ends keep the one dialled by the smaller node id, so they agree without talking.
@@ -10,34 +10,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
-from salut_tui.cluster import routes
 from salut_tui.cluster.addresses import dial_order
+from salut_tui.cluster.control import CONTROL_TOKEN_FILE
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
+from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.models import merge_models
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
-from salut_tui.cluster.proxy import GENERATE, forwarded, generate_remote, serve_generate
-from salut_tui.cluster.routing import choose_peers
+from salut_tui.cluster.proxy import GENERATE, generate_remote, serve_generate
+from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
-from salut_tui.events import PairingChanged, PeersChanged
+from salut_tui.events import EventBus, PairingChanged, PeersChanged
 from salut_tui.pairing.files import ensure_private_dir, write_private_file
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.service import PairingService, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
-
-if TYPE_CHECKING:
-    from salut_tui.node import ModelInfo, Node
+from salut_tui.routing import PeerFacts
+from salut_tui.supervisor import Supervisor
+from salut_tui.views import ClusterView, ModelInfo, PeerView
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,10 @@ AVAILABLE_REFRESH = 10.0  # seconds between rescans of the models this node coul
 
 
 class Cluster:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.settings = node.settings
+    def __init__(self, local: LocalNode, settings: Settings, events: EventBus) -> None:
+        self.local = local
+        self.events = events
+        self.settings = settings
         data = self.settings.data_path()
         ensure_private_dir(data)
         self.identity = Identity.load_or_create(data)
@@ -65,14 +67,14 @@ class Cluster:
             self.identity,
             self.trust,
             name=self.name,
-            api_port=lambda: node.port,
-            on_change=lambda s: node.events.publish(PairingChanged(s.state.value, s.detail)),
+            api_port=lambda: local.port,
+            on_change=lambda s: events.publish(PairingChanged(s.state.value, s.detail)),
             on_paired=self._paired,
         )
         self.control_token = secrets.token_urlsafe(24)
         self._session: aiohttp.ClientSession | None = None
         self._discovery: MdnsDiscovery | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks = Supervisor("cluster")
         self._dialing: set[str] = set()
         self._backoff: dict[str, tuple[float, float]] = {}  # node id -> (next try, delay)
         self._links: set[PeerLink] = set()  # every live link, attached or not yet
@@ -88,24 +90,19 @@ class Cluster:
         return self.settings.display_name()
 
     # ---- lifecycle -------------------------------------------------------------------------
-    def install(self, app: web.Application) -> None:
-        routes.install(app, self)
-
     async def start(self) -> None:
         bound = self.settings.host not in ("", "0.0.0.0", "::")
         token_line = (
-            f"{self.settings.host if bound else '127.0.0.1'} {self.node.port} {self.control_token}"
+            f"{self.settings.host if bound else '127.0.0.1'} {self.local.port} {self.control_token}"
         )
-        write_private_file(
-            self.settings.data_path() / routes.CONTROL_TOKEN_FILE, token_line.encode()
-        )
+        write_private_file(self.settings.data_path() / CONTROL_TOKEN_FILE, token_line.encode())
         # Bound to one address: speak from it too, so peers see the address we announce.
         local = (self.settings.host, 0) if bound else None
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=local))
         try:
             self._discovery = MdnsDiscovery(
-                node_id=self.node_id, name=self.name, version=self.node.version, host=self.settings.host,
-                port=self.node.port, on_seen=self._seen, on_gone=self._gone,
+                node_id=self.node_id, name=self.name, version=self.local.version, host=self.settings.host,
+                port=self.local.port, on_seen=self._seen, on_gone=self._gone,
             )  # fmt: skip
             await self._discovery.start()
         except OSError as exc:  # no multicast here: listed peers still work
@@ -119,32 +116,25 @@ class Cluster:
                 on_seen=self._seen,
                 on_gone=self._gone,
             )
-            self._spawn(manual.run())
-        self._spawn(self._dial_loop())
+            self._tasks.keep_running(manual.run, name="listed peers")
+        self._tasks.keep_running(self._dial_loop, name="dial loop")
         log.info(
             "node id %s (%s), %d paired peer(s)", self.node_id, self.name, len(self.trust.all())
         )
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in list(self._tasks):
-            task.cancel()
+        await self._tasks.stop()
         for link in list(self._links):
             await link.close()
         if self._discovery is not None:
             await self._discovery.stop()
         if self._session is not None:
             await self._session.close()
-        (self.settings.data_path() / routes.CONTROL_TOKEN_FILE).unlink(missing_ok=True)
-
-    def _spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        (self.settings.data_path() / CONTROL_TOKEN_FILE).unlink(missing_ok=True)
 
     def _changed(self, reason: str) -> None:
-        self.node.events.publish(PeersChanged(reason))
+        self.events.publish(PeersChanged(reason))
 
     # ---- discovery -------------------------------------------------------------------------
     def _seen(self, node_id: str, name: str, address: str, version: str, source: str) -> None:
@@ -173,7 +163,7 @@ class Cluster:
                     continue
                 if now >= self._backoff.get(peer.node_id, (0.0, 0.0))[0]:
                     self._dialing.add(peer.node_id)
-                    self._spawn(self._dial(peer))
+                    self._tasks.spawn(self._dial(peer), name=f"dial {peer.name}")
             await asyncio.sleep(DIAL_EVERY)
 
     async def _dial(self, peer: TrustedPeer) -> None:
@@ -237,7 +227,7 @@ class Cluster:
         def handler(method: str, body: dict) -> AsyncIterator[bytes]:
             if method != GENERATE:
                 raise ValueError(f"unknown peer method {method!r}")
-            return serve_generate(self.node, peer.name, body)
+            return serve_generate(self.local, peer.name, body)
 
         return PeerLink(
             ws, cipher, peer=peer, initiator=initiator, handler=handler, state=self.local_state,
@@ -277,13 +267,12 @@ class Cluster:
 
     def local_state(self) -> dict:
         """What this node tells its peers every second (see PeerLink)."""
-        node = self.node
-        stats = node.stats()
-        loaded = [m.model_id for m in node.engine.loaded()] if node.engine else []
+        stats = self.local.stats()
+        loaded = self.local.loaded_model_ids()
         now = time.monotonic()
         if now - self._available[0] > AVAILABLE_REFRESH:
             # Listing loadable models scans directories: once in a while, not on every tick.
-            self._available = (now, [m.id for m in node.local_models()])
+            self._available = (now, [m.id for m in self.local.local_models()])
         return {
             "mode": self.settings.mode,
             "loaded_models": loaded,
@@ -302,7 +291,8 @@ class Cluster:
             return
         was_ok = record.health == "ok"
         changed = state.get("loaded_models") != record.state.get("loaded_models")
-        record.state, record.state_at, record.last_seen = state, time.monotonic(), time.time()
+        record.remember_state(state)
+        record.state_at, record.last_seen = time.monotonic(), time.time()
         if changed or not was_ok:
             self._changed(f"state {record.name}")
 
@@ -310,7 +300,7 @@ class Cluster:
         if body.get("unpaired"):
             log.info("peer %s unpaired this node", link.peer.name)
             self._forget_trust(link.peer.node_id)
-            self._spawn(link.close())
+            self._tasks.spawn(link.close(), name=f"close link {link.peer.name}")
 
     def _paired(self, peer: TrustedPeer) -> None:
         # The address pairing proved is the one to dial; what discovery announced for this id
@@ -328,40 +318,39 @@ class Cluster:
             self.table.forget_source(node_id, "trust")
         self._changed("unpaired")
 
-    # ---- routing hooks (called by Node) ----------------------------------------------------
-    def route(self, request: GenerationRequest) -> tuple[str, AsyncIterator[Chunk]] | None:
-        if forwarded.get():
-            return None  # a peer sent this here to be served locally
-        by_id = {r.node_id: r for r in self.table.all()}
-        candidates = [c for r in by_id.values() if (c := r.candidate()) is not None]
-        local_can_load = self.node.can_serve_locally(request.model)
-        chosen = [
-            by_id[i] for i in choose_peers(request.model, candidates, local_can_load=local_can_load)
-        ]
-        if not chosen:
-            return None
-        return chosen[0].name, generate_remote(request, [(r.name, _link_of(r)) for r in chosen])
+    # ---- what routing and the node call -------------------------------------------------------
+    def peer_facts(self) -> tuple[PeerFacts, ...]:
+        """Every paired peer as the routing decision sees it."""
+        return tuple(f for r in self.table.all() if (f := r.route_facts()) is not None)
+
+    def peer_name(self, node_id: str) -> str:
+        record = self.table.get(node_id)
+        return record.name if record is not None else node_id
+
+    def proxy(
+        self, request: GenerationRequest, candidates: tuple[str, ...]
+    ) -> AsyncGenerator[Chunk, None]:
+        """Chunks for `request` from the first of these peers (node ids) that starts it."""
+        records = [r for i in candidates if (r := self.table.get(i)) is not None]
+        return generate_remote(request, [(r.name, _link_of(r)) for r in records])
 
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
         healthy = [(r.name, r.state) for r in self.table.all() if r.health == "ok"]
         return merge_models(local, healthy)
 
-    def self_json(self) -> dict:
-        return {**self.node.self_info(), "id": self.node_id}
+    def view(self) -> ClusterView:
+        node = dataclasses.replace(self.local.self_view(), id=self.node_id)
+        return ClusterView(node, self.peer_views())
 
-    def info(self) -> dict:
-        return {
-            "object": "cluster",
-            "node": self.self_json(),
-            "peers": [p.to_json() for p in self.table.all()],
-        }
+    def peer_views(self) -> tuple[PeerView, ...]:
+        return tuple(r.view() for r in self.table.all())
 
     def hello(self) -> dict:
         return {
             "id": self.node_id,
             "name": self.name,
-            "version": self.node.version,
-            "port": self.node.port,
+            "version": self.local.version,
+            "port": self.local.port,
         }
 
     # ---- what the UI and the control routes call --------------------------------------------

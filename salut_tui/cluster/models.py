@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from salut_tui.node import ModelInfo
+from salut_tui.views import ModelInfo
 
 
 def merge_models(local: list[ModelInfo], peers: list[tuple[str, dict]]) -> list[ModelInfo]:
     """Every model once per id: local ones first (owned_by "local"), then peers' (owned_by the
     first peer's name). `nodes` lists every node holding it loaded; `loaded` is true when any
     node has it loaded."""
-    from salut_tui.node import ModelInfo
-
     merged: dict[str, ModelInfo] = {m.id: m for m in local}
     for peer_name, state in peers:
         for model_id in state.get("loaded_models", []):

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 from salut_tui.cluster.addresses import note_candidate
 from salut_tui.cluster.link import PeerLink
-from salut_tui.cluster.routing import Candidate
 from salut_tui.pairing.names import clean_name
+from salut_tui.routing import PeerFacts
+from salut_tui.views import Health, PeerView
 
 STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer is "unreachable"
 
@@ -32,13 +33,17 @@ class PeerRecord:
     state: dict = field(default_factory=dict)  # its latest STATE message
     state_at: float = 0.0  # monotonic time of that message
     candidates: tuple[str, ...] = ()  # announced addresses (unauthenticated), latest first
+    # The models of its last state, kept when its link drops: a stopped peer's models are still
+    # known to be there (requests for them get 503 "unreachable", not 404 "does not exist").
+    known_loaded: frozenset[str] = frozenset()
+    known_available: frozenset[str] = frozenset()
 
     @property
     def linked(self) -> bool:
         return self.link is not None and not self.link.closed
 
     @property
-    def health(self) -> str:
+    def health(self) -> Health:
         if not self.paired:
             return "discovered" if self.sources - {"trust"} else "unknown"
         if self.linked and time.monotonic() - self.state_at < STATE_STALE_AFTER:
@@ -47,39 +52,47 @@ class PeerRecord:
             return "connecting"
         return "unreachable"
 
-    def candidate(self) -> Candidate | None:
-        if self.health != "ok":  # "ok" only ever means paired and linked
+    def remember_state(self, state: dict) -> None:
+        self.state = state
+        self.known_loaded = frozenset(state.get("loaded_models", ()))
+        self.known_available = frozenset(state.get("available_models", ()))
+
+    def route_facts(self) -> PeerFacts | None:
+        """What routing needs to know of it; None unless it is paired."""
+        if not self.paired:
             return None
-        s = self.state
-        return Candidate(
+        s = self.state if self.health == "ok" else {}
+        return PeerFacts(
             self.node_id,
-            frozenset(s.get("loaded_models", ())),
-            frozenset(s.get("available_models", ())),
+            self.name,
+            self.health,
+            self.known_loaded,
+            self.known_available,
             int(s.get("requests_in_flight", 0)) + int(s.get("queued", 0)),
-            self.link.rtt if self.link else None,
+            self.link.rtt if self.link is not None and self.linked else None,
         )
 
-    def to_json(self) -> dict:
+    def view(self) -> PeerView:
         s = self.state if self.health == "ok" else {}
         rtt = self.link.rtt if self.linked and self.link else None
-        return {
-            "id": self.node_id,
-            "name": self.name,
-            "address": self.address,
-            "version": self.version,
-            "paired": self.paired,
-            "health": self.health,
-            "last_seen": round(self.last_seen, 3) if self.last_seen else None,
-            "latency_ms": round(rtt * 1000, 2) if rtt is not None else None,
-            "vram_total": s.get("vram_total"),
-            "vram_free": s.get("vram_free"),
-            "loaded_models": list(s.get("loaded_models", [])),
-            "available_models": list(s.get("available_models", [])),
-            "requests_in_flight": s.get("requests_in_flight", 0),
-            "tokens_per_second": s.get("tokens_per_second", 0.0),
-            "mode": s.get("mode"),
-            "discovered_by": sorted(self.sources),
-        }
+        return PeerView(
+            id=self.node_id,
+            name=self.name,
+            address=self.address,
+            version=self.version,
+            paired=self.paired,
+            health=self.health,
+            last_seen=round(self.last_seen, 3) if self.last_seen else None,
+            latency_ms=round(rtt * 1000, 2) if rtt is not None else None,
+            vram_total=s.get("vram_total"),
+            vram_free=s.get("vram_free"),
+            loaded_models=tuple(s.get("loaded_models", ())),
+            available_models=tuple(s.get("available_models", ())),
+            requests_in_flight=int(s.get("requests_in_flight", 0)),
+            tokens_per_second=float(s.get("tokens_per_second", 0.0)),
+            mode=s.get("mode"),
+            discovered_by=tuple(sorted(self.sources)),
+        )
 
 
 _MODEL_LISTS = ("loaded_models", "available_models")

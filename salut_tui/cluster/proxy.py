@@ -6,38 +6,35 @@ all"), try the next candidate. After the first token the stream belongs to that 
 link dies the client gets an Error chunk at once (the link's liveness check bounds this to a
 few seconds even when no TCP reset arrives). Closing the iterator cancels the peer's work.
 
-Server: run the request through this node's `Node.generate`, marked as forwarded so that it is
-served here and never bounced on to a third node.
+Server: run the request through this node's `generate` with `forwarded=True` on the request, so
+that it is served here and never bounced on to a third node, and checked against this node's own
+API key (the client's bearer token travels on the request, inside the encrypted link).
 """
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
+from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.wire import (
     chunk_from_bytes,
     chunk_to_bytes,
+    error_from_json,
     request_from_json,
     request_to_json,
 )
 from salut_tui.engine.types import Chunk, Error, GenerationRequest, Token
 
-if TYPE_CHECKING:
-    from salut_tui.node import Node
-
 GENERATE = "generate"
-forwarded: contextvars.ContextVar[bool] = contextvars.ContextVar("salut_forwarded", default=False)
 
 
 async def generate_remote(
     request: GenerationRequest, candidates: list[tuple[str, Callable[[], PeerLink | None]]]
-) -> AsyncIterator[Chunk]:
+) -> AsyncGenerator[Chunk, None]:
     """Chunks for `request` from the first candidate (name, link getter) that starts it."""
-    body = request_to_json(request)
+    body = request_to_json(replace(request, forwarded=True))
     last_error: Error | None = None
     for name, get_link in candidates:
         link = get_link()
@@ -68,7 +65,7 @@ async def generate_remote(
                 return
             last_error = Error(f"peer '{name}' is unreachable", code="peer_unreachable", status=502)
         except RemoteError as exc:
-            error = _error_from(exc.body)
+            error = error_from_json(exc.body)
             if started:
                 yield error
                 return
@@ -80,24 +77,14 @@ async def generate_remote(
     )
 
 
-def _error_from(body: dict) -> Error:
-    return Error(
-        str(body.get("message", "peer error")),
-        type=str(body.get("type", "server_error")),
-        code=body.get("code"),
-        status=int(body.get("status", 502)),
-    )
-
-
-async def serve_generate(node: Node, peer_name: str, body: dict) -> AsyncIterator[bytes]:
-    """The peer side of a proxied request: this node's own engine only."""
-    forwarded.set(True)  # this stream's task has its own context, so only this request sees it
-    request = replace(request_from_json(body), client=f"peer {peer_name}")
-    chunks = node.generate(request)
+async def serve_generate(
+    local: LocalNode, peer_name: str, body: dict
+) -> AsyncGenerator[bytes, None]:
+    """The peer side of a proxied request: served by this node, never bounced further."""
+    request = replace(request_from_json(body), client=f"peer {peer_name}", forwarded=True)
+    chunks = local.generate(request)
     try:
         async for chunk in chunks:
             yield chunk_to_bytes(chunk)
-    finally:
-        aclose = getattr(chunks, "aclose", None)  # a CANCEL from the requester lands here:
-        if aclose is not None:  # closing Node.generate stops the engine's work
-            await aclose()
+    finally:  # a CANCEL from the requester lands here: closing generate stops the engine's work
+        await chunks.aclose()

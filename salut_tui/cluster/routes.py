@@ -20,25 +20,22 @@ import hmac
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from salut_tui.cluster.cluster import Cluster
+from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
 from salut_tui.cluster.discovery import HELLO_PATH
 from salut_tui.cluster.frames import MAX_WIRE_MESSAGE
 from salut_tui.cluster.link import LINK_PATH, NotPaired
+from salut_tui.engine.types import Error
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.reasons import http_status
 from salut_tui.pairing.service import PAIR_MAX_MESSAGE, PAIR_PATH, PairingError
-
-if TYPE_CHECKING:
-    from salut_tui.cluster.cluster import Cluster
+from salut_tui.views import to_json
 
 log = logging.getLogger(__name__)
 
-CONTROL_PREFIX = "/salut/control"
-CONTROL_HEADER = "X-Salut-Control"
-CONTROL_TOKEN_FILE = "control.token"
 PRE_AUTH_MAX = 8  # unauthenticated websockets (pairing + link) at once
 PRE_AUTH_PER_SOURCE = 2  # of which from one address
 
@@ -128,8 +125,9 @@ def install(app: web.Application, cluster: Cluster) -> None:
         return await handler(request)
 
     async def peers(request: web.Request) -> web.Response:
+        view = cluster.view()
         return web.json_response(
-            {"node": cluster.self_json(), "peers": [p.to_json() for p in cluster.peers()]}
+            {"node": to_json(view.node), "peers": [to_json(p) for p in view.peers]}
         )
 
     async def pairing_status(request: web.Request) -> web.Response:
@@ -185,7 +183,5 @@ async def _json(request: web.Request) -> dict:
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "code": code}},
-        status=status,
-    )
+    error = Error(message, "invalid_request_error", code, status)
+    return web.json_response(error.body(), status=status)

@@ -45,6 +45,8 @@ def request_from_json(body: dict) -> GenerationRequest:
         sampling=sampling_from_json(body.get("sampling")),
         request_id=str(body["request_id"]),
         client=str(body.get("client", "")),
+        forwarded=bool(body.get("forwarded", False)),
+        bearer=str(body["bearer"]) if body.get("bearer") is not None else None,
     )
 
 
@@ -68,4 +70,17 @@ def chunk_from_bytes(data: bytes) -> Chunk:
         return Token(body["t"], body.get("i"))
     if "f" in body:
         return Finish(body["f"], Usage(body["p"], body["c"]))
-    return Error(**body["e"])
+    return error_from_json(body["e"])
+
+
+def error_from_json(body: dict) -> Error:
+    """An Error from its JSON form (a chunk's, or a link ERROR frame's), whatever else it holds."""
+    retry_after = body.get("retry_after")
+    return Error(
+        str(body.get("message", "peer error")),
+        type=str(body.get("type", "server_error")),
+        code=str(body["code"]) if body.get("code") is not None else None,
+        status=int(body.get("status", 502)),
+        param=str(body["param"]) if body.get("param") is not None else None,
+        retry_after=int(retry_after) if retry_after is not None else None,
+    )

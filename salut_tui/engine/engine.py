@@ -12,13 +12,21 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.loader import LoadedModelInfo
-from salut_tui.engine.memory import estimate_model_bytes, memory_status
+from salut_tui.engine.memory import (
+    MemoryStatus,
+    MetalMemory,
+    estimate_model_bytes,
+    memory_status,
+    read_metal_memory,
+    within_metal,
+)
 from salut_tui.engine.registry import ModelRegistry
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Usage
 from salut_tui.engine.worker import STARTED, Worker
@@ -38,6 +46,7 @@ T = TypeVar("T")
 
 GIB = 1024**3
 RATE_WINDOW_S = 3.0  # tokens_per_second averages over this many seconds
+METAL_REFRESH_S = 1.0  # how stale the MLX thread's memory figures may get
 
 
 class _Stream:
@@ -71,12 +80,17 @@ class Engine:
         # load makes each check see the memory the previous load took (two preloads at start-up
         # would otherwise both pass against the same free memory).
         self._load_lock = asyncio.Lock()
+        # Metal's memory figures, read on the MLX thread (never from the loop) and cached here.
+        self._metal: MetalMemory | None = None
+        self._metal_at = float("-inf")
+        self._metal_pending = False
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         if self._worker is None:
             self._worker = Worker(self.settings, asyncio.get_running_loop())
             self._worker.start()
+            await self._refresh_metal()
 
     async def stop(self) -> None:
         """End every stream with Finish("cancelled"), then end and join the MLX thread."""
@@ -92,7 +106,7 @@ class Engine:
         self._models.clear()
 
     # ---- generation --------------------------------------------------------------------
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         """Chunks of one generation, ending with exactly one Finish or Error. Never raises."""
         refusal = self._refusal(request)
         if refusal is not None:
@@ -168,6 +182,29 @@ class Engine:
             raise errors.engine_stopped()
         return await asyncio.wrap_future(self._worker.call(fn))
 
+    # ---- memory ------------------------------------------------------------------------
+    def memory(self) -> MemoryStatus:
+        """The machine's memory, capped by Metal's figures as the MLX thread last read them
+        (a refresh is asked for when they are older than METAL_REFRESH_S)."""
+        if (
+            self._worker is not None
+            and not self._stopped
+            and not self._metal_pending
+            and time.monotonic() - self._metal_at > METAL_REFRESH_S
+        ):
+            self._metal_pending = True
+            self._worker.call(read_metal_memory).add_done_callback(self._metal_read)
+        return within_metal(memory_status(), self._metal)
+
+    def _metal_read(self, future: Any) -> None:  # on the MLX thread: plain assignments only
+        if not future.cancelled() and future.exception() is None:
+            self._metal = future.result()
+        self._metal_at, self._metal_pending = time.monotonic(), False
+
+    async def _refresh_metal(self) -> None:
+        self._metal = await self.run_on_mlx_thread(read_metal_memory)
+        self._metal_at = time.monotonic()
+
     # ---- models ------------------------------------------------------------------------
     def loaded(self) -> list[LoadedModelInfo]:
         return list(self._models.values())
@@ -175,24 +212,29 @@ class Engine:
     def is_loaded(self, model_id: str) -> bool:
         return model_id in self._models
 
-    async def load(self, model_id: str, *, force: bool = False) -> LoadedModelInfo:
+    async def load(
+        self, model_id: str, *, force: bool = False, source: Path | None = None
+    ) -> LoadedModelInfo:
+        """Load `model_id` (from `source` when the caller already found its directory)."""
         if model_id in self._models:
             return self._models[model_id]
         task = self._loading.get(model_id)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._load(model_id, force))
+            task = asyncio.get_running_loop().create_task(self._load(model_id, force, source))
             self._loading[model_id] = task
             task.add_done_callback(lambda _: self._loading.pop(model_id, None))
         return await asyncio.shield(task)
 
-    async def _load(self, model_id: str, force: bool) -> LoadedModelInfo:
+    async def _load(self, model_id: str, force: bool, source: Path | None) -> LoadedModelInfo:
         if self._worker is None or self._stopped:
             raise errors.engine_stopped()
         self.events.publish(ModelLoadStarted(model_id))
         try:
             # Resolving may convert the bundled default model (seconds of MLX work): on the
             # MLX thread, which keeps the loop free and MLX on one thread.
-            path = await self.run_on_mlx_thread(lambda: self.registry.resolve(model_id))
+            path = source
+            if path is None:
+                path = await self.run_on_mlx_thread(lambda: self.registry.resolve(model_id))
             loop = asyncio.get_running_loop()
 
             def progress(fraction: float, stage: str) -> None:
@@ -202,6 +244,7 @@ class Engine:
             async with self._load_lock:
                 if self._stopped:  # stopped while resolving or waiting: the thread is gone
                     raise errors.engine_stopped()
+                await self._refresh_metal()  # the fit check needs what MLX holds right now
                 self._check_fits(model_id, estimate_model_bytes(path), force)
                 info = await asyncio.wrap_future(self._worker.load(model_id, path, progress))
         except ModelError as exc:
@@ -228,7 +271,7 @@ class Engine:
         return info
 
     def _check_fits(self, model_id: str, needed: int, force: bool) -> None:
-        memory = memory_status()
+        memory = within_metal(memory_status(), self._metal)
         budget = memory.available - int(self.settings.memory_headroom_gb * GIB)
         if needed > budget and not force:
             raise ModelError(
@@ -243,12 +286,7 @@ class Engine:
 
     async def unload(self, model_id: str) -> None:
         if model_id not in self._models or self._worker is None:
-            raise ModelError(
-                f"The model '{model_id}' is not loaded on this node",
-                status=404,
-                code="model_not_found",
-                param="model",
-            )
+            raise ModelError.of(errors.model_not_loaded(model_id))
         del self._models[model_id]  # new requests are refused from now on
         await asyncio.wrap_future(self._worker.unload(model_id))
         self.events.publish(ModelUnloaded(model_id))

@@ -1,4 +1,5 @@
-"""The engine's refusals as OpenAI-shaped Error values (status, type, code, param).
+"""Refusals as OpenAI-shaped Error values (status, type, code, param): the engine's, and the
+routing answers that end a request before any engine or peer sees it. One definition each.
 
 `engine_stopped` is a ModelError, since load/unload raise it; requests get its `.to_error()`.
 """
@@ -8,14 +9,16 @@ from __future__ import annotations
 from salut_tui.engine.types import Error, ModelError
 
 
-def model_not_loaded(model_id: str) -> Error:
-    return Error(
-        f"The model '{model_id}' is not loaded on this node",
-        "invalid_request_error",
-        "model_not_found",
-        404,
-        "model",
+def model_not_found(model_id: str, detail: str = "") -> Error:
+    """The one answer for a model nobody can serve (404 model_not_found), with why if known."""
+    message = f"The model '{model_id}' does not exist or is not available"
+    return Error.of(
+        404, message + (f" ({detail})" if detail else ""), code="model_not_found", param="model"
     )
+
+
+def model_not_loaded(model_id: str) -> Error:
+    return model_not_found(model_id, "it is not loaded on this node")
 
 
 def context_length_exceeded(prompt_tokens: int, context: int, param: str) -> Error:
@@ -42,3 +45,27 @@ def engine_stopped() -> ModelError:
     return ModelError(
         "the engine is not running", status=503, code="engine_stopped", type="server_error"
     )
+
+
+def peer_unreachable(model_id: str, peers: tuple[str, ...], retry_after: int) -> Error:
+    names = ", ".join(f"'{p}'" for p in peers)
+    return Error.of(
+        503,
+        f"The model '{model_id}' is on paired node {names}, which cannot be reached right now; "
+        f"retry in a few seconds",
+        code="peer_unreachable",
+        param="model",
+        retry_after=retry_after,
+    )
+
+
+def peer_key_refused(node_name: str, *, given: str | None) -> Error:
+    """A forwarded request without the serving node's API key (the first node relays it)."""
+    if given is None:
+        message = (
+            f"Node '{node_name}' serves this model and needs its API key: send it in an "
+            "'Authorization: Bearer <key>' header."
+        )
+    else:
+        message = f"Incorrect API key provided for node '{node_name}'."
+    return Error(message, "invalid_request_error", "invalid_api_key", 401)

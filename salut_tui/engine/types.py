@@ -51,6 +51,11 @@ class GenerationRequest:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     request_id: str = field(default_factory=new_request_id)
     client: str = ""  # who asked (address), for the Streams screen
+    # Set by the peer link on a request a peer sent here: serve it here, never bounce it on.
+    forwarded: bool = False
+    # The client's bearer token as it reached the first node. It travels (inside the encrypted
+    # peer link) with a forwarded request so that the node serving it checks its own API key.
+    bearer: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,24 +82,86 @@ class Finish:
     usage: Usage
 
 
+_TYPE_BY_STATUS = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
+def error_type_for(status: int) -> str:
+    """The OpenAI error `type` that goes with an HTTP status."""
+    if status in _TYPE_BY_STATUS:
+        return _TYPE_BY_STATUS[status]
+    return "server_error" if status >= 500 else "invalid_request_error"
+
+
 @dataclass(frozen=True, slots=True)
 class Error:
-    """An error as a value. `status` and `code` follow the OpenAI error shape."""
+    """The one OpenAI-shaped error: a chunk ending a generation, the body of an HTTP error
+    (`body()`), and, wrapped in `OpenAIError`, what load/resolve/handlers raise."""
 
     message: str
     type: str = "server_error"
     code: str | None = None
     status: int = 500
     param: str | None = None
+    retry_after: int | None = None  # seconds, sent as a Retry-After header
+
+    @classmethod
+    def of(
+        cls,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: int | None = None,
+    ) -> Error:
+        """An error whose `type` follows from its status."""
+        return cls(message, error_type_for(status), code, status, param, retry_after)
+
+    def body(self) -> dict:
+        """`{"error": {message, type, param, code}}`, as OpenAI clients parse it."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 Chunk = Token | Finish | Error
 
 
-class ModelError(Exception):
+class OpenAIError(Exception):
+    """Raised to end a request with `error` (turned into its HTTP answer at the API edge)."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    @property
+    def message(self) -> str:
+        return self.error.message
+
+    @property
+    def status(self) -> int:
+        return self.error.status
+
+    @property
+    def code(self) -> str | None:
+        return self.error.code
+
+    @property
+    def param(self) -> str | None:
+        return self.error.param
+
+    def to_error(self) -> Error:
+        return self.error
+
+
+class ModelError(OpenAIError):
     """A model cannot be used: unknown id (404 model_not_found), does not fit in memory
-    (507 insufficient_memory), not loaded, bad files... Raised by load/unload and resolution;
-    turned into an `Error` chunk or an OpenAI error body at the edges."""
+    (507 insufficient_memory), not loaded, bad files... Raised by load/unload and resolution."""
 
     def __init__(
         self,
@@ -105,14 +172,10 @@ class ModelError(Exception):
         type: str = "invalid_request_error",
         param: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.type = type
-        self.param = param
+        super().__init__(Error(message, type, code, status, param))
 
-    def to_error(self) -> Error:
-        return Error(
-            self.message, type=self.type, code=self.code, status=self.status, param=self.param
-        )
+    @classmethod
+    def of(cls, error: Error) -> ModelError:
+        raised = cls.__new__(cls)
+        OpenAIError.__init__(raised, error)
+        return raised

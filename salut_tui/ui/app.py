@@ -7,17 +7,15 @@ Screens are Textual modes: each is created once and keeps its state while others
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
+from salut_tui.node import Node
 from salut_tui.ui.bridge import EventBridge, UILogHandler
 from salut_tui.ui.format import Figures
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
@@ -32,10 +30,6 @@ from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
 from salut_tui.ui.state import LEVELS, UIState
 from salut_tui.ui.themes import load_theme_files, theme_dirs
-
-if TYPE_CHECKING:
-    from salut_tui.config import Settings
-    from salut_tui.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -211,20 +205,16 @@ async def run_app(app: SalutApp) -> int:
     return app.return_code or 0
 
 
-def run_ui(settings: Settings, config_path: Path | None, models: list[str] | None = None) -> int:
-    """Entry point of `salut` (no sub-command): build the node and run its UI until quit."""
-    from salut_tui.cli import preload_ids
-    from salut_tui.node import Node
-
-    node = Node(settings, config_path=config_path)
-    app = SalutApp(node, preload=preload_ids(node, list(models or [])))
+async def run_ui(node: Node, preload: list[str]) -> int:
+    """The UI of `salut` (no sub-command), for `run_node`: runs the node until quit."""
+    app = SalutApp(node, preload=preload)
     # Stream handlers set up for headless use would write over the screen while the app runs.
     root = logging.getLogger()
     terminal_handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
     for handler in terminal_handlers:
         root.removeHandler(handler)
     try:
-        return asyncio.run(run_app(app))
+        return await run_app(app)
     finally:
         for handler in terminal_handlers:
             root.addHandler(handler)

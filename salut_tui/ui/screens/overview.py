@@ -96,26 +96,26 @@ class OverviewScreen(NodeScreen):
             text = f"[dim]No peers: this node runs on its own (mode is {escape(self.node.settings.mode)}).[/]"
             self.query_one("#peers-summary", Static).update(text)
             return
-        peers = self.node.cluster_info().get("peers", [])
-        paired = [p for p in peers if p["paired"]]
+        peers = self.node.cluster_view().peers
+        paired = [p for p in peers if p.paired]
         if not peers:
             text = "[dim]No peers yet. Press 5 for Peers, 6 to pair a machine.[/]"
         else:
             lines = [
-                f"{len(paired)} paired ({sum(p['health'] == 'ok' for p in paired)} ok), "
+                f"{len(paired)} paired ({sum(p.health == 'ok' for p in paired)} ok), "
                 f"{len(peers) - len(paired)} discovered  [dim]5 for details[/]"
             ]
             for p in peers[:PEER_LINES]:
-                mark = "[green]●[/]" if p["paired"] else "[dim]○[/]"
-                models = len(p.get("loaded_models", []))
+                mark = "[green]●[/]" if p.paired else "[dim]○[/]"
+                models = len(p.loaded_models)
                 load = (
-                    f"  {models} model(s), {p.get('requests_in_flight', 0)} in flight"
-                    if p["health"] == "ok"
+                    f"  {models} model(s), {p.requests_in_flight} in flight"
+                    if p.health == "ok"
                     else ""
                 )
                 lines.append(
-                    f"{mark} {escape(one_line(p['name'], 20))}  [dim]{escape(p['address'])}[/]  "
-                    f"{health_markup(p['health'])}{load}"
+                    f"{mark} {escape(one_line(p.name, 20))}  [dim]{escape(p.address)}[/]  "
+                    f"{health_markup(p.health)}{load}"
                 )
             if len(peers) > PEER_LINES:
                 lines.append(f"[dim]… and {len(peers) - PEER_LINES} more[/]")

@@ -156,19 +156,18 @@ class PairingScreen(NodeScreen):
         if not peer:
             return "the other machine"
         assert self.node.cluster is not None
-        names = {p["address"]: p["name"] for p in self.node.cluster_info()["peers"]}
+        names = {p.address: p.name for p in self.node.cluster_view().peers}
         return f"{names[peer]} ({peer})" if peer in names else peer
 
     def _draw_discovered(self) -> None:
         assert self.node.cluster is not None
-        peers = [p for p in self.node.cluster_info()["peers"] if not p["paired"]]
+        peers = [p for p in self.node.cluster_view().peers if not p.paired]
         options = self.query_one("#pair-peers", OptionList)
         highlighted = options.highlighted_option.id if options.highlighted_option else None
         options.clear_options()
-        self._addresses = {p["id"]: p["address"] for p in peers}
+        self._addresses = {p.id: p.address for p in peers}
         options.add_options(
-            Option(f"{escape(p['name'])}  [dim]{escape(p['address'])}[/]", id=p["id"])
-            for p in peers
+            Option(f"{escape(p.name)}  [dim]{escape(p.address)}[/]", id=p.id) for p in peers
         )
         options.display = bool(peers)
         if highlighted in self._addresses:

@@ -22,6 +22,7 @@ from textual.widgets import DataTable, Static
 from salut_tui.ui.format import one_line
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.pairing import PairingScreen
+from salut_tui.views import PeerView
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class PeersScreen(NodeScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self._peers: dict[str, dict] = {}  # node id -> the cluster_info() peer, as drawn
+        self._peers: dict[str, PeerView] = {}  # node id -> the peer, as drawn
         self._status_timer: Timer | None = None
 
     def compose_body(self) -> ComposeResult:
@@ -94,15 +95,15 @@ class PeersScreen(NodeScreen):
     def redraw(self, topics: set[str]) -> None:
         if not self.is_mounted:
             return  # the app shows a mode's screen (and ticks it) before it is composed
-        peers = self.node.cluster_info().get("peers", [])
-        self._peers = {p["id"]: p for p in peers}
+        peers = self.node.cluster_view().peers
+        self._peers = {p.id: p for p in peers}
         table = self.query_one("#peer-table", DataTable)
         selected = self.selected()
         table.clear()
         for peer in peers:
-            table.add_row(*self._cells(peer), key=peer["id"])
-        if selected is not None and selected["id"] in table.rows:
-            table.move_cursor(row=table.get_row_index(selected["id"]))
+            table.add_row(*self._cells(peer), key=peer.id)
+        if selected is not None and selected.id in table.rows:
+            table.move_cursor(row=table.get_row_index(selected.id))
         table.display = bool(peers)
         self.query_one("#peer-detail").display = bool(peers)
         self.query_one("#hint").display = self.node.cluster is not None  # no keys apply in solo
@@ -123,15 +124,15 @@ class PeersScreen(NodeScreen):
         if self.node.cluster is not None:
             self.redraw({"peers"})
 
-    def _cells(self, peer: dict) -> tuple[str, ...]:
+    def _cells(self, peer: PeerView) -> tuple[str, ...]:
         # Narrow enough for 80 columns; load, rates and memory are in the detail lines below.
-        latency = peer.get("latency_ms")
-        models = peer.get("loaded_models", [])
+        latency = peer.latency_ms
+        models = peer.loaded_models
         return (
-            "[green]●[/]" if peer["paired"] else "[dim]○[/]",
-            escape(one_line(str(peer.get("name", "?")), 14)),
-            escape(str(peer.get("address", ""))),
-            health_markup(str(peer.get("health", ""))),
+            "[green]●[/]" if peer.paired else "[dim]○[/]",
+            escape(one_line(peer.name or "?", 14)),
+            escape(peer.address),
+            health_markup(peer.health),
             "-" if latency is None else self.figures.volatile(f"{latency:.1f} ms"),
             escape(one_line(", ".join(models), 20)) if models else "-",
         )
@@ -143,32 +144,32 @@ class PeersScreen(NodeScreen):
             detail.update("")
             return
         fig = self.figures
-        seen = peer.get("last_seen")
+        seen = peer.last_seen
         ago = "never" if not seen else fig.volatile(f"{max(0.0, time.time() - seen):.0f} s ago")
-        found = ", ".join(peer.get("discovered_by", []))
+        found = ", ".join(peer.discovered_by)
         lines = [
-            f"[b]{escape(one_line(peer['name'], 20))}[/]  [dim]id {escape(peer['id'])} · "
-            f"v{escape(peer.get('version') or '?')} · via {escape(found)}[/]",
+            f"[b]{escape(one_line(peer.name, 20))}[/]  [dim]id {escape(peer.id)} · "
+            f"v{escape(peer.version or '?')} · via {escape(found)}[/]",
         ]
-        if not peer["paired"]:
+        if not peer.paired:
             lines.append(f"Seen {ago}. Not paired: it gets no requests from here. Enter pairs it.")
-        elif peer["health"] != "ok":
+        elif peer.health != "ok":
             lines.append(
-                f"Seen {ago}. Paired, {escape(peer['health'])}: requests go elsewhere until it is back."
+                f"Seen {ago}. Paired, {escape(peer.health)}: requests go elsewhere until it is back."
             )
         else:
             lines.append(
-                f"Seen {ago} · {peer.get('requests_in_flight', 0)} in flight · "
-                f"{fig.rate(peer.get('tokens_per_second'))} tok/s · "
-                f"{fig.bytes(peer.get('vram_free'), volatile=True)} free of "
-                f"{fig.bytes(peer.get('vram_total'), volatile=True)}"
+                f"Seen {ago} · {peer.requests_in_flight} in flight · "
+                f"{fig.rate(peer.tokens_per_second)} tok/s · "
+                f"{fig.bytes(peer.vram_free, volatile=True)} free of "
+                f"{fig.bytes(peer.vram_total, volatile=True)}"
             )
-            loaded = ", ".join(peer.get("loaded_models", [])) or "none"
-            loadable = ", ".join(peer.get("available_models", [])) or "none"
+            loaded = ", ".join(peer.loaded_models) or "none"
+            loadable = ", ".join(peer.available_models) or "none"
             lines.append(escape(one_line(f"Loaded: {loaded} · can load: {loadable}", 76)))
         detail.update("\n".join(lines))
 
-    def selected(self) -> dict | None:
+    def selected(self) -> PeerView | None:
         table = self.query_one("#peer-table", DataTable)
         if table.row_count == 0:
             return None
@@ -195,29 +196,29 @@ class PeersScreen(NodeScreen):
         peer = self.selected()
         if peer is None:
             return
-        if peer["paired"]:
-            self.show_status(f"{peer['name']} is already paired; u unpairs it.")
+        if peer.paired:
+            self.show_status(f"{peer.name} is already paired; u unpairs it.")
             return
         await self.salut.action_show("pairing")
         screen = self.app.screen
         if isinstance(screen, PairingScreen):
-            screen.prefill(peer["address"])
+            screen.prefill(peer.address)
 
     def action_unpair(self) -> None:
         peer = self.selected()
         if peer is None or self.node.cluster is None:
             return
-        if not peer["paired"]:
-            self.show_status(f"{peer['name']} is not paired.")
+        if not peer.paired:
+            self.show_status(f"{peer.name} is not paired.")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.run_worker(
-                    self._unpair(peer["id"], peer["name"]), group="unpair", exit_on_error=False
+                    self._unpair(peer.id, peer.name), group="unpair", exit_on_error=False
                 )
 
-        self.app.push_screen(ConfirmUnpair(peer["name"]), answered)
+        self.app.push_screen(ConfirmUnpair(peer.name), answered)
 
     async def _unpair(self, node_id: str, name: str) -> None:
         assert self.node.cluster is not None

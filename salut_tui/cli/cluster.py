@@ -1,8 +1,6 @@
-"""`salut pair code`, `salut pair join ADDRESS CODE`, `salut peers`, `salut unpair PEER`.
-
-Each talks to a running node's control routes on --host/--port, with the token that node wrote
-into its data dir (so only someone who can read that directory can drive pairing). The token
-file also holds the node's address, so `--data-dir` alone is usually enough.
+"""`salut pair code`, `salut pair join ADDRESS CODE`, `salut peers`, `salut unpair PEER`: their
+arguments and what they print. They reach a running node through its control routes
+(`salut_tui.cluster.control`), located by its data dir (`--data-dir`, or the config's).
 """
 
 from __future__ import annotations
@@ -11,16 +9,12 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-from salut_tui.cluster.routes import CONTROL_HEADER, CONTROL_PREFIX, CONTROL_TOKEN_FILE
-
-
-class CommandError(Exception):
-    pass
+from salut_tui.cluster.control import CommandError, call_control
+from salut_tui.config import Settings
 
 
 def add_cluster_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -75,42 +69,15 @@ def _target_options(parser: argparse.ArgumentParser) -> None:
 
 def _call(
     args: argparse.Namespace,
+    settings: Settings,
     method: str,
     path: str,
     body: dict | None = None,
-    timeout: float = 30.0,
 ) -> Any:
-    from salut_tui.cli import settings_from_args
-
-    settings, _ = settings_from_args(args)
-    token_file = settings.data_path() / CONTROL_TOKEN_FILE
-    try:
-        host_text, port_text, token = token_file.read_text().split()
-    except (OSError, ValueError):
-        raise CommandError(
-            f"no running node found with data dir {settings.data_path()} ({token_file} missing)"
-        ) from None
-    port = args.port or int(port_text)
-    host = args.host or host_text
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        f"http://{host}:{port}{CONTROL_PREFIX}{path}", data=data, method=method,
-        headers={CONTROL_HEADER: token, "Content-Type": "application/json"},
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        raise CommandError(message) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandError(f"cannot reach the node at {host}:{port}: {exc}") from None
+    return call_control(settings.data_path(), method, path, body, host=args.host, port=args.port)
 
 
-def _run(fn) -> int:  # type: ignore[no-untyped-def]
+def _run(fn: Callable[[], None]) -> int:
     try:
         fn()
     except CommandError as exc:
@@ -119,9 +86,9 @@ def _run(fn) -> int:  # type: ignore[no-untyped-def]
     return 0
 
 
-def cmd_pair_code(args: argparse.Namespace) -> int:
+def cmd_pair_code(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
-        status = _call(args, "POST", "/pair/code", {"ttl": args.ttl})
+        status = _call(args, settings, "POST", "/pair/code", {"ttl": args.ttl})
         print(f"Pairing code: {status['code']}  (valid {status['expires_in']:.0f} s, one attempt)")
         print(
             f"On the other node: salut pair join <this node's host:port> {status['code']}",
@@ -130,7 +97,7 @@ def cmd_pair_code(args: argparse.Namespace) -> int:
         if args.wait:
             while status["state"] == "waiting" or status["state"] == "exchanging":
                 time.sleep(0.5)
-                status = _call(args, "GET", "/pair")
+                status = _call(args, settings, "GET", "/pair")
             if status["state"] != "paired":
                 raise CommandError(f"pairing {status['state']}: {status['detail'] or 'no detail'}")
             print(f"Paired with {status['peer']}")
@@ -138,19 +105,23 @@ def cmd_pair_code(args: argparse.Namespace) -> int:
     return _run(go)
 
 
-def cmd_pair_join(args: argparse.Namespace) -> int:
+def cmd_pair_join(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
         peer = _call(
-            args, "POST", "/pair/join", {"address": args.address, "code": " ".join(args.code)}
+            args,
+            settings,
+            "POST",
+            "/pair/join",
+            {"address": args.address, "code": " ".join(args.code)},
         )
         print(f"Paired with {peer['name']} ({peer['id']}) at {peer['address']}")
 
     return _run(go)
 
 
-def cmd_peers(args: argparse.Namespace) -> int:
+def cmd_peers(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
-        body = _call(args, "GET", "/peers")
+        body = _call(args, settings, "GET", "/peers")
         if args.json:
             print(json.dumps(body, indent=2))
             return
@@ -169,9 +140,9 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return _run(go)
 
 
-def cmd_unpair(args: argparse.Namespace) -> int:
+def cmd_unpair(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
-        body = _call(args, "DELETE", f"/peers/{urllib.parse.quote(args.peer, safe='')}")
+        body = _call(args, settings, "DELETE", f"/peers/{urllib.parse.quote(args.peer, safe='')}")
         print(f"Unpaired {body['name']} ({body['id']})")
 
     return _run(go)

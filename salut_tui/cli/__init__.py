@@ -1,6 +1,8 @@
-"""Command line: `salut` (terminal UI), `salut serve` (headless), `salut import`, cluster commands.
+"""Command line: `salut` (terminal UI), `salut serve` (headless), `salut import`, `salut download`,
+and the cluster commands (`cli/cluster.py`).
 
-Everything here only parses arguments and builds a `Settings`; the node itself lives in node.py.
+Everything here only parses arguments and builds a `Settings`; `salut_tui.run.run_node` runs the
+node, with the terminal UI or headless.
 """
 
 from __future__ import annotations
@@ -8,20 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from salut_tui import __version__
+from salut_tui.cli.cluster import add_cluster_subcommands
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
 from salut_tui.pairing.files import DataFileError
-
-if TYPE_CHECKING:
-    from salut_tui.node import Node
 
 log = logging.getLogger("salut")
 
@@ -91,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("model_id", metavar="ORG/NAME")
     dl.add_argument("--revision", help="branch, tag or commit (default: main)")
     dl.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
-    try:
-        from salut_tui.cluster.commands import add_cluster_subcommands
-    except ImportError:  # the cluster package is optional at import time for `salut --help`
-        pass
-    else:
-        add_cluster_subcommands(sub)
+    add_cluster_subcommands(sub)
     return parser
 
 
@@ -122,45 +115,12 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Settings, Path | None]
     return settings, path
 
 
-def preload_ids(node: Node, models: list[str]) -> list[str]:
-    """What a node loads at start: `--model` values (ids, or model directories registered under
-    their path), else the config's `preload`, else the default model when this node has it."""
-    if models:
-        return [node.registry.add_path(v) if Path(v).expanduser().is_dir() else v for v in models]
-    if node.settings.preload:
-        return list(node.settings.preload)
-    if node.engine is not None and node.registry.has(node.settings.default_model):
-        return [node.settings.default_model]
-    return []
-
-
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
-async def serve(settings: Settings, config_path: Path | None, models: list[str]) -> int:
-    """Run a headless node until SIGINT/SIGTERM, then stop it cleanly."""
-    from salut_tui.node import Node
-
-    node = Node(settings, config_path=config_path)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await node.start(preload=preload_ids(node, models))
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror or exc)
-        await node.stop()
-        return 2
-    await stop.wait()
-    log.info("shutting down")
-    await node.stop()
-    return 0
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -228,19 +188,26 @@ def main(argv: list[str] | None = None) -> int:
             return run_import(args)
         if args.command == "download":
             return run_download(args)
-        if args.command not in (None, "serve"):
-            return int(args.func(args))
         settings, config_path = settings_from_args(args)
+        if args.command not in (None, "serve"):  # a cluster command: reaches a running node
+            return int(args.func(args, settings))
     except ConfigError as exc:
         print(f"salut: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command == "serve" or args.headless:
-            setup_logging(settings.log_level)
-            return asyncio.run(serve(settings, config_path, args.model))
-        from salut_tui.ui.app import run_ui
+        # Imported here, not at the top, for start-up cost only (no cycle): the BLAS re-exec
+        # above must happen before MLX loads, and `salut peers` needs neither MLX nor Textual.
+        from salut_tui.run import RunUI, run_node
 
-        return run_ui(settings, config_path, args.model)
+        headless = args.command == "serve" or args.headless
+        ui: RunUI | None = None
+        if headless:
+            setup_logging(settings.log_level)
+        else:
+            from salut_tui.ui.app import run_ui
+
+            ui = run_ui
+        return asyncio.run(run_node(settings, config_path=config_path, models=args.model, ui=ui))
     except ModelError as exc:  # `--model DIR` naming a directory that holds no model
         print(f"salut: {exc}", file=sys.stderr)
         return 2

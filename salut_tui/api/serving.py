@@ -1,0 +1,37 @@
+"""What the API needs from the node it serves: a narrow protocol, not the whole `Node`.
+
+Handlers read the settings (default model, API key), list models, describe the cluster, and
+hand each parsed request to `generate`; the composition root satisfies this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Protocol
+
+from salut_tui.config import Settings
+from salut_tui.engine.types import Chunk, GenerationRequest
+from salut_tui.views import ClusterView, ModelInfo, SelfView
+
+
+class ServingNode(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def started_at(self) -> float: ...
+
+    def models(self) -> list[ModelInfo]:
+        """Every model in the cluster, once per id (local first)."""
+        ...
+
+    def self_view(self) -> SelfView: ...
+
+    def cluster_view(self) -> ClusterView: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
+        """Chunks of one generation; closing the generator cancels it wherever it runs."""
+        ...

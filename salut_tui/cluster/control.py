@@ -1,0 +1,61 @@
+"""The control routes' client: how `salut pair/peers/unpair` reach a running node.
+
+Each call goes to the node's control routes on its host and port, with the token that node wrote
+into its data dir (so only someone who can read that directory can drive pairing). The token file
+also holds the node's address, so the data dir alone is usually enough. The argparse side of
+these commands lives in the CLI (`salut_tui.cli.cluster`).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+CONTROL_PREFIX = "/salut/control"
+CONTROL_HEADER = "X-Salut-Control"
+CONTROL_TOKEN_FILE = "control.token"
+
+
+class CommandError(Exception):
+    pass
+
+
+def call_control(
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+) -> Any:
+    """One control request to the node whose data dir is `data_dir`; its JSON answer."""
+    token_file = data_dir / CONTROL_TOKEN_FILE
+    try:
+        host_text, port_text, token = token_file.read_text().split()
+    except (OSError, ValueError):
+        raise CommandError(
+            f"no running node found with data dir {data_dir} ({token_file} missing)"
+        ) from None
+    port = port or int(port_text)
+    host = host or host_text
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        f"http://{host}:{port}{CONTROL_PREFIX}{path}", data=data, method=method,
+        headers={CONTROL_HEADER: token, "Content-Type": "application/json"},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise CommandError(message) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise CommandError(f"cannot reach the node at {host}:{port}: {exc}") from None
