@@ -8,8 +8,8 @@ import pytest
 
 from salut_tui.routing import (
     PEER_RETRY_AFTER_S,
-    Local,
     LoadLocally,
+    Local,
     NotFound,
     Peer,
     PeerFacts,

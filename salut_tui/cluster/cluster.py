@@ -223,7 +223,14 @@ class Cluster:
         on_authenticated()
         await self._run_link(self._make_link(ws, cipher, peer, initiator=False))
 
-    def _make_link(self, ws, cipher, peer: TrustedPeer, *, initiator: bool) -> PeerLink:  # type: ignore[no-untyped-def]
+    def _make_link(
+        self,
+        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        cipher: FrameCipher,
+        peer: TrustedPeer,
+        *,
+        initiator: bool,
+    ) -> PeerLink:
         def handler(method: str, body: dict) -> AsyncIterator[bytes]:
             if method != GENERATE:
                 raise ValueError(f"unknown peer method {method!r}")

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
@@ -115,7 +116,7 @@ def install(app: web.Application, cluster: Cluster) -> None:
         return ws
 
     @web.middleware
-    async def control_guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def control_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX):
             given = request.headers.get(CONTROL_HEADER, "")
             if not hmac.compare_digest(given.encode(), cluster.control_token.encode()):

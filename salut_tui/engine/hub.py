@@ -51,7 +51,7 @@ def _progress_bar_class(progress: Progress) -> type[std_tqdm]:
     """
     state = {"best": 0.0}
 
-    class _ReportingBar(std_tqdm):  # type: ignore[misc]
+    class _ReportingBar(std_tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.pop("name", None)
             kwargs["file"] = io.StringIO()

@@ -124,7 +124,7 @@ class ChatScreen(NodeScreen):
         outcome = "stopped"
         try:
             # Closing the generator is what cancels the request in the engine.
-            async with aclosing(self.node.generate(request)) as chunks:  # type: ignore[type-var]
+            async with aclosing(self.node.generate(request)) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk, Token):
                         parts.append(chunk.text)
