@@ -1,7 +1,7 @@
 """What the cluster needs from the node it runs in: a narrow protocol, not the whole `Node`.
 
 The cluster reports this node's state to peers, lists its models, and serves the requests peers
-forward to it; the composition root (`salut_tui.node.Node`) satisfies this protocol, and tests
+forward to it; the composition root (`Node`) satisfies this protocol, and tests
 may pass anything else that does.
 """
 

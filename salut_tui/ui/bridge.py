@@ -22,7 +22,7 @@ from salut_tui.events import (
     PeersChanged,
     StreamTokensReceived,
 )
-from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
+from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice, Topic
 from salut_tui.ui.state import LogEntry, UIState
 
 
@@ -32,7 +32,7 @@ class EventBridge:
     def __init__(self, app: App, state: UIState) -> None:
         self._app = app
         self._state = state
-        self._pending: set[str] = set()
+        self._pending: set[Topic] = set()
 
     def on_event(self, event: Event) -> None:
         if isinstance(event, StreamTokensReceived):
@@ -49,12 +49,12 @@ class EventBridge:
         elif isinstance(event, PairingChanged):
             self._changed("pairing")
 
-    def _changed(self, topic: str) -> None:
+    def _changed(self, topic: Topic) -> None:
         if topic not in self._pending:
             self._pending.add(topic)
             self._app.post_message(NodeChanged(topic))
 
-    def handled(self, topic: str) -> None:
+    def handled(self, topic: Topic) -> None:
         """The app has read the state for this topic; the next change posts again."""
         self._pending.discard(topic)
 

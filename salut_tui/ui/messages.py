@@ -7,16 +7,21 @@ duplicates that still slip into the queue).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from textual.message import Message
 
 from salut_tui.events import Event
 from salut_tui.ui.state import LogEntry
 
+# The parts of the UI state a node event can change; a screen lists those it shows (TOPICS).
+Topic = Literal["streams", "models", "peers", "pairing"]
+
 
 class NodeChanged(Message):
     """Part of the UI state changed; the current screen should redraw that part."""
 
-    def __init__(self, topic: str) -> None:
+    def __init__(self, topic: Topic) -> None:
         super().__init__()
         self.topic = topic
 

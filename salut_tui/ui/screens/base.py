@@ -9,11 +9,13 @@ from textual.app import ComposeResult, SystemCommand
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-if TYPE_CHECKING:
-    from salut_tui.node import Node
+from salut_tui.node import Node
+from salut_tui.ui.format import Figures
+from salut_tui.ui.messages import Topic
+from salut_tui.ui.state import UIState
+
+if TYPE_CHECKING:  # the app imports every screen: a screen names its app's type only
     from salut_tui.ui.app import SalutApp
-    from salut_tui.ui.format import Figures
-    from salut_tui.ui.state import UIState
 
 
 class NodeScreen(Screen):
@@ -25,7 +27,7 @@ class NodeScreen(Screen):
 
     SCREEN_TITLE: ClassVar[str] = ""
     HINT: ClassVar[str] = ""
-    TOPICS: ClassVar[frozenset[str]] = frozenset()
+    TOPICS: ClassVar[frozenset[Topic]] = frozenset()
 
     @property
     def salut(self) -> SalutApp:
@@ -58,7 +60,7 @@ class NodeScreen(Screen):
         self.salut.draw_title(self)
         self.redraw(set(self.TOPICS))
 
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         """Refresh the widgets that show these topics; the default screen shows none."""
 
     def tick(self) -> None:

@@ -16,6 +16,7 @@ from textual.worker import Worker
 
 from salut_tui.engine.types import Error, Finish, GenerationRequest, Token
 from salut_tui.ui.format import printable
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.widgets.sampling import SamplingBar
 
@@ -66,7 +67,7 @@ class ChatScreen(NodeScreen):
     def generating(self) -> bool:
         return self._worker is not None and self._worker.is_running
 
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         select = self.query_one("#chat-model", Select)
         current = select.value
         models = self.node.models()

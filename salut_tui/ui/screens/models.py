@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from salut_tui.engine.types import ModelError
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.import_dialog import ImportDialog, ImportRequest
 from salut_tui.ui.state import LoadState
@@ -88,7 +89,7 @@ class ModelsScreen(NodeScreen):
         self.action_load()
 
     # ---- drawing -----------------------------------------------------------------------
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         self._draw_table()
         self._draw_loads()
 

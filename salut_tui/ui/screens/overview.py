@@ -8,6 +8,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Static
 
 from salut_tui.ui.format import one_line
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.peers import health_markup
 
@@ -34,7 +35,7 @@ class OverviewScreen(NodeScreen):
         self.query_one("#node-card").border_title = "This node"
         self.query_one("#activity-card").border_title = "Now"
 
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         self._draw_node()
         if topics & {"streams", "models"}:
             self._draw_activity()

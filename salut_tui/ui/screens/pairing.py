@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from salut_tui.pairing.service import PairingError, PairingStatus
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class PairingScreen(NodeScreen):
         )
 
     # ---- drawing -----------------------------------------------------------------------
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         if not self.is_mounted:
             return  # the app shows a mode's screen (and ticks it) before it is composed
         cluster = self.node.cluster

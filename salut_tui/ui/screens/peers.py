@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from salut_tui.ui.format import one_line
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.views import PeerView
@@ -92,7 +93,7 @@ class PeersScreen(NodeScreen):
         )
 
     # ---- drawing -----------------------------------------------------------------------
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         if not self.is_mounted:
             return  # the app shows a mode's screen (and ticks it) before it is composed
         peers = self.node.cluster_view().peers

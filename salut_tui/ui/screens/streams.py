@@ -12,6 +12,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from salut_tui.ui.format import one_line, printable
+from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.stream_detail import StreamDetail, stream_summary
 from salut_tui.ui.state import StreamRecord
@@ -61,7 +62,7 @@ class StreamsScreen(NodeScreen):
         )
 
     # ---- drawing -----------------------------------------------------------------------
-    def redraw(self, topics: set[str]) -> None:
+    def redraw(self, topics: set[Topic]) -> None:
         # Token events arrive far faster than a terminal can usefully show them: draw at most
         # every REDRAW_INTERVAL and let the later call pick up everything that came meanwhile.
         wait = self._last_redraw + REDRAW_INTERVAL - time.monotonic()
