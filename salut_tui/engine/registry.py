@@ -94,12 +94,7 @@ class ModelRegistry:
         """Serve a local model directory under the path as given; returns that id."""
         directory = Path(path).expanduser()
         if not is_model_dir(directory):
-            raise ModelError(
-                f"{path} is not a model directory (it needs config.json and weight files)",
-                status=404,
-                code="model_not_found",
-                param="model",
-            )
+            raise not_found(path, "not a model directory: it needs config.json and weight files")
         self._paths[path] = directory.resolve()
         return path
 
