@@ -15,6 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from pathlib import Path
 from typing import assert_never
 
@@ -33,8 +34,8 @@ from salut_tui.engine.gguf_import import import_gguf
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.memory import memory_status
 from salut_tui.engine.registry import ModelRegistry
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Token
-from salut_tui.events import EventBus, StreamFinished, StreamStarted, StreamTokensReceived
+from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
+from salut_tui.events import EventBus
 from salut_tui.routing import (
     LoadLocally,
     Local,
@@ -45,6 +46,7 @@ from salut_tui.routing import (
     RouteFacts,
     decide,
 )
+from salut_tui.stream_events import with_stream_events
 from salut_tui.supervisor import Supervisor
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 
@@ -282,58 +284,10 @@ class Node:
         except ModelError as exc:
             yield exc.to_error()
             return
-        started = time.perf_counter()
-        first_token_at: float | None = None
-        completion_tokens = 0
         self._in_flight += 1
-        self.events.publish(
-            StreamStarted(
-                request.request_id,
-                request.model,
-                request.client,
-                _prompt_preview(request),
-                time.time(),
-                served_by,
-            )
-        )
-        finish: Finish | Error | None = None
         try:
-            async for chunk in chunks:
-                if isinstance(chunk, Token):
-                    if first_token_at is None:
-                        first_token_at = time.perf_counter()
-                    completion_tokens += 1
-                    self.events.publish(
-                        StreamTokensReceived(request.request_id, chunk.text, completion_tokens)
-                    )
-                else:
-                    finish = chunk
-                yield chunk
+            async with aclosing(with_stream_events(self.events, request, served_by, chunks)) as out:
+                async for chunk in out:
+                    yield chunk
         finally:
-            await chunks.aclose()
             self._in_flight -= 1
-            elapsed = time.perf_counter() - started
-            ttft = None if first_token_at is None else first_token_at - started
-            decode_time = None if first_token_at is None else time.perf_counter() - first_token_at
-            tps = completion_tokens / decode_time if decode_time and completion_tokens > 1 else None
-            if isinstance(finish, Finish):
-                reason, prompt_tokens, error = finish.reason, finish.usage.prompt_tokens, None
-            elif isinstance(finish, Error):
-                reason, prompt_tokens, error = "error", 0, finish.message
-            else:
-                reason, prompt_tokens, error = "cancelled", 0, None
-            log.debug("request %s done in %.2fs (%s)", request.request_id, elapsed, reason)
-            self.events.publish(
-                StreamFinished(
-                    request.request_id, reason, prompt_tokens, completion_tokens, ttft, tps, error
-                )
-            )
-
-
-def _prompt_preview(request: GenerationRequest, limit: int = 120) -> str:
-    if request.messages:
-        text = str(request.messages[-1].get("content") or "")
-    else:
-        text = request.prompt or ""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
