@@ -443,6 +443,10 @@ def test_silent_b_is_marked_unreachable_and_comes_back(lan: dict[str, NodeProc])
         eventually(
             lambda: (a.peer(b) or {}).get("health") == "unreachable", 5, "A notices B is silent"
         )
+        # A knows B holds tiny-b: "unreachable, retry" (503), not "does not exist" (404).
+        body = {"model": "tiny-b", "messages": [{"role": "user", "content": "hi"}]}
+        status, answer = post(a, "/v1/chat/completions", body)
+        assert (status, answer["error"]["code"]) == (503, "peer_unreachable")
     finally:
         os.kill(b.proc.pid, signal.SIGCONT)
     eventually(
