@@ -16,7 +16,8 @@ from salut_tui.config import Settings
 from salut_tui.engine.types import Error, Finish, GenerationRequest
 from salut_tui.node import Node
 from salut_tui.routing import PEER_RETRY_AFTER_S
-from tests.test_cluster_node import greedy, make, pair, until
+from tests.helpers import until
+from tests.test_cluster_node import greedy, make, pair
 
 B_KEY = "sk-b-only-5678"
 BODY = {"model": "tiny-b", "prompt": "hello", "max_tokens": 4, "temperature": 0}

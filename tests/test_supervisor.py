@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from salut_tui.supervisor import Supervisor
-from tests.test_cluster_node import make, until
+from tests.helpers import until
+from tests.test_cluster_node import make
 
 
 async def test_a_raising_loop_is_logged_and_restarted(caplog: pytest.LogCaptureFixture) -> None:
