@@ -6,6 +6,7 @@ with its key, checks what tmux shows, quits with q and checks the exit status.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_salut_in_tmux_opens_every_screen_and_quits(tmp_path: Path, tiny_model_p
         str(tiny_model_path),
     ]
     shell = f"cd {Path.cwd()} && {' '.join(command)}; echo $? > {exit_file}"
-    session = f"salut-test-{tmp_path.name}"
+    session = f"salut-test-{os.getpid()}-{tmp_path.name}"  # unique across parallel runs
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", shell)
     try:
         wait_for_pane(session, "Salut · tmux-node · Overview")
