@@ -52,7 +52,8 @@ class Settings(BaseModel):
     """A directory of models: `<models_dir>/<org>/<name>/` (or `<org>--<name>`) holding config.json
     and safetensors. Empty means `<data_dir>/models`."""
     default_model: str = DEFAULT_MODEL
-    """Model used when a client or the UI does not say which one."""
+    """Model the UI's chat offers first, loaded at start when neither --model nor preload names
+    one. API requests always name their model (a request without one is a 400)."""
     preload: list[str] = Field(default_factory=list)
     """Model ids loaded when the node starts."""
     models: dict[str, str] = Field(default_factory=dict)
@@ -75,6 +76,9 @@ class Settings(BaseModel):
     """Peers listed by address (`host:port`), for networks that block multicast."""
     log_level: str = "INFO"
     """Log level for stderr (headless) and the Logs screen."""
+    shutdown_grace: float = Field(10.0, ge=0)
+    """Seconds a node stopping on SIGTERM/SIGINT lets in-flight requests finish (new ones get
+    503 meanwhile); what is still running then ends with an error, never a normal finish."""
 
     # ---- derived locations -------------------------------------------------------------
     def data_path(self) -> Path:

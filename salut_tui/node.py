@@ -46,6 +46,8 @@ from salut_tui.routing import (
     RouteFacts,
     decide,
 )
+from salut_tui.shutdown import ShutdownGate
+from salut_tui.startup import log_start_hints
 from salut_tui.stream_events import with_stream_events
 from salut_tui.supervisor import Supervisor
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
@@ -76,6 +78,7 @@ class Node:
         self._in_flight = 0  # requests in Node.generate: local and proxied alike
         self._tasks = Supervisor("node")
         self._stopping = False
+        self.gate = ShutdownGate()  # closed by shutdown.drain: new requests get 503
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self, *, preload: list[str] | None = None) -> None:
@@ -101,7 +104,9 @@ class Node:
             self.port,
         )
         log.info("BLAS in use: %s", self.blas)
-        for model_id in preload if preload is not None else self.settings.preload:
+        preload = preload if preload is not None else self.settings.preload
+        log_start_hints(self.settings, self.engine is not None, preload, self.registry)
+        for model_id in preload:
             self._tasks.spawn(self._preload(model_id), name=f"preload {model_id}")
 
     async def stop(self) -> None:
@@ -264,7 +269,10 @@ class Node:
 
     def _refusal(self, request: GenerationRequest) -> Error | None:
         """A forwarded request is checked against this node's own API key: a node's key
-        protects its models on every path (the first node relays the 401)."""
+        protects its models on every path (the first node relays the 401). A node shutting
+        down takes no new work (503, see shutdown.py)."""
+        if (closed := self.gate.refusal()) is not None:
+            return closed
         key = self.settings.api_key
         if request.forwarded and key and not key_matches(key, request.bearer):
             return errors.peer_key_refused(self.settings.display_name(), given=request.bearer)

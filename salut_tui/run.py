@@ -15,6 +15,8 @@ from pathlib import Path
 
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from salut_tui.shutdown import drain
+from salut_tui.startup import require_models
 
 log = logging.getLogger("salut")
 
@@ -37,7 +39,7 @@ async def run_node(
     preload = preload_ids(node, list(models))
     if ui is not None:
         return await ui(node, preload)
-    return await _run_headless(node, preload)
+    return await _run_headless(node, preload, list(models))
 
 
 def preload_ids(node: Node, models: list[str]) -> list[str]:
@@ -52,7 +54,7 @@ def preload_ids(node: Node, models: list[str]) -> list[str]:
     return []
 
 
-async def _run_headless(node: Node, preload: list[str]) -> int:
+async def _run_headless(node: Node, preload: list[str], models: list[str]) -> int:
     settings = node.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,7 +66,13 @@ async def _run_headless(node: Node, preload: list[str]) -> int:
         log.error("cannot listen on %s:%s: %s", settings.host, settings.port, exc.strerror or exc)
         await node.stop()
         return 2
+    if models and (failure := await require_models(node.load_model, preload, models)):
+        log.error("%s", failure)  # serving on empty would only answer 404s
+        await node.stop()
+        return 2
     await stop.wait()
     log.info("shutting down")
+    stop.clear()  # a second signal ends the grace period at once
+    await drain(node.gate, lambda: node.stats().in_flight, settings.shutdown_grace, cut_short=stop)
     await node.stop()
     return 0

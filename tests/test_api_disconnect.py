@@ -90,7 +90,9 @@ async def test_node_serves_normally_after_disconnects(node: Node, tiny_model_id:
             assert (await ok.json())["usage"]["completion_tokens"] == 3
 
 
-async def test_stopping_the_node_ends_streams_with_a_finish(node: Node, tiny_model_id: str) -> None:
+async def test_stopping_the_node_ends_streams_with_an_error_event(
+    node: Node, tiny_model_id: str
+) -> None:
     url = f"http://127.0.0.1:{node.port}/v1/chat/completions"
     async with aiohttp.ClientSession() as session:
         response = await session.post(url, json={**ENDLESS, "model": tiny_model_id, "stream": True})
@@ -99,4 +101,6 @@ async def test_stopping_the_node_ends_streams_with_a_finish(node: Node, tiny_mod
         events = parse_sse(await asyncio.wait_for(response.read(), timeout=10))
         await asyncio.wait_for(stopping, timeout=10)
     assert events[-1] == "[DONE]"
-    assert events[-2]["choices"][0]["finish_reason"] == "stop"  # "cancelled" on the wire
+    # A truncated answer must not read as finished: an OpenAI-shaped error event, then [DONE].
+    assert events[-2]["error"]["code"] == "server_shutting_down"
+    assert all(e["choices"][0]["finish_reason"] is None for e in events[:-2])

@@ -138,11 +138,22 @@ async def test_stream_include_usage(client, tiny_model_id: str) -> None:
     assert events[-3]["choices"][0]["finish_reason"] == "length"
 
 
-async def test_missing_model_uses_the_default(client, node: Node, tiny_model_id: str) -> None:
-    node.settings.default_model = tiny_model_id
-    response = await client.post("/v1/chat/completions", json={"messages": HELLO, "max_tokens": 2})
-    assert response.status == 200
-    assert (await response.json())["model"] == tiny_model_id
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+@pytest.mark.parametrize("model", [None, "", "absent"])
+async def test_a_request_without_a_model_is_a_400_not_the_default(
+    client, node: Node, tiny_model_id: str, path: str, model
+) -> None:
+    node.settings.default_model = tiny_model_id  # loaded and ready: still not used
+    body: dict = {"messages": HELLO, "prompt": "The sky is", "max_tokens": 2}
+    if model != "absent":
+        body["model"] = model
+    response = await client.post(path, json=body)
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["param"] == "model"
+    assert error["type"] == "invalid_request_error"
+    assert node.stats().in_flight == 0 and node.engine is not None
+    assert node.engine.tokens_decoded == 0  # nothing was generated for it
 
 
 async def test_list_content_and_extra_client_fields(client, tiny_model_id: str) -> None:

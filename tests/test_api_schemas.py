@@ -18,11 +18,14 @@ HELLO = [{"role": "user", "content": "Hello!"}]
 
 
 def chat(**fields) -> ChatCompletionBody:
+    fields.setdefault("model", "org/m")
     fields.setdefault("messages", HELLO)
     return parse_body(ChatCompletionBody, json.dumps(fields).encode())
 
 
 def chat_error(raw: bytes | dict) -> RequestInvalid:
+    if isinstance(raw, dict):
+        raw = {"model": "org/m", **raw}
     data = raw if isinstance(raw, bytes) else json.dumps(raw).encode()
     with pytest.raises(RequestInvalid) as info:
         parse_body(ChatCompletionBody, data)
@@ -35,8 +38,8 @@ def test_contract_defaults() -> None:
         temperature=1.0, top_p=1.0, repetition_penalty=1.0, max_tokens=None, stop=(), seed=None
     )
     assert body.streaming is False and body.include_usage is False
-    request = body.to_request("org/default", client="10.0.0.2:5000")
-    assert request.model == "org/default"
+    request = body.to_request(client="10.0.0.2:5000")
+    assert request.model == "org/m"
     assert request.client == "10.0.0.2:5000"
     assert request.messages == ({"role": "user", "content": "Hello!"},)
     assert request.prompt is None
@@ -56,7 +59,7 @@ def test_all_sampling_fields_are_passed_on() -> None:
     )
     assert body.sampling() == SamplingParams(0.0, 0.5, 1.2, 9, ("\n", "END"), 42)
     assert body.streaming and body.include_usage
-    assert body.to_request("other", "c").model == "org/m"
+    assert body.to_request("c").model == "org/m"
 
 
 def test_max_completion_tokens_wins_over_max_tokens() -> None:
@@ -80,7 +83,7 @@ def test_list_content_joins_text_parts_and_roles_map_to_template_roles() -> None
             {"role": "assistant", "content": None, "tool_calls": []},
         ]
     )
-    assert body.to_request("m", "c").messages == (
+    assert body.to_request("c").messages == (
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Hello world"},
         {"role": "assistant", "content": ""},
@@ -156,17 +159,41 @@ def test_bodies_that_are_not_an_object(raw: bytes, words: str) -> None:
 
 
 def test_completion_prompt_string_or_list_of_one() -> None:
-    single = parse_body(CompletionBody, b'{"prompt": "def add(a, b):", "max_tokens": 8}')
-    listed = parse_body(
-        CompletionBody, b'{"prompt": ["def add(a, b):"], "suffix": "", "echo": false}'
+    single = parse_body(
+        CompletionBody, b'{"model": "m", "prompt": "def add(a, b):", "max_tokens": 8}'
     )
-    assert single.to_request("m", "c").prompt == "def add(a, b):"
-    assert listed.to_request("m", "c").prompt == "def add(a, b):"
-    assert listed.to_request("m", "c").messages is None
+    listed = parse_body(
+        CompletionBody, b'{"model": "m", "prompt": ["def add(a, b):"], "suffix": "", "echo": false}'
+    )
+    assert single.to_request("c").prompt == "def add(a, b):"
+    assert listed.to_request("c").prompt == "def add(a, b):"
+    assert listed.to_request("c").messages is None
 
 
 @pytest.mark.parametrize("prompt", [["a", "b"], [], [1, 2], None])
 def test_completion_prompt_rejected(prompt) -> None:
     with pytest.raises(RequestInvalid) as info:
-        parse_body(CompletionBody, json.dumps({"prompt": prompt}).encode())
+        parse_body(CompletionBody, json.dumps({"model": "m", "prompt": prompt}).encode())
     assert info.value.param == "prompt"
+
+
+@pytest.mark.parametrize("body", [CompletionBody, ChatCompletionBody])
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        (None, "valid string"),
+        ("", "at least 1 character"),
+        ("   ", "model id is required"),
+        (..., "Missing required parameter: 'model'"),
+        ("x" * 600, "at most 512 characters"),
+    ],
+)
+def test_a_model_is_required(body, model, words: str) -> None:
+    """Null, empty, blank or missing: a 400 naming `model`, never the node's default model."""
+    fields: dict = {"messages": HELLO, "prompt": "The sky is"}
+    if model is not ...:
+        fields["model"] = model
+    with pytest.raises(RequestInvalid) as info:
+        parse_body(body, json.dumps(fields).encode())
+    assert info.value.param == "model"
+    assert words in info.value.message

@@ -106,7 +106,7 @@ async def test_bad_requests_come_back_as_errors(tmp_path, tiny_model_id, tiny_mo
         await engine.stop()
 
 
-async def test_stop_finishes_in_flight_streams_as_cancelled(
+async def test_stop_ends_in_flight_streams_with_a_shutdown_error(
     tmp_path, tiny_model_id, tiny_model_path
 ) -> None:
     engine, _ = make_engine(tmp_path, tiny_model_id, tiny_model_path)
@@ -119,8 +119,9 @@ async def test_stop_finishes_in_flight_streams_as_cancelled(
     assert not engine._worker._thread.is_alive()
     for stream in streams:
         rest = [chunk async for chunk in stream]
-        assert isinstance(rest[-1], Finish) and rest[-1].reason == "cancelled"
-        assert rest[-1].usage.completion_tokens >= 1
+        # Truncated by the shutdown: an error, never a finish that reads as a complete answer.
+        assert isinstance(rest[-1], Error) and rest[-1].code == "server_shutting_down"
+        assert rest[-1].status == 503
     _, chunks = await collect(engine, chat(tiny_model_id))
     assert final(chunks).status == 503  # a stopped engine refuses, it does not hang
     assert engine.in_flight == 0 and engine.queued == 0

@@ -38,7 +38,9 @@ def probes(field: NumberField) -> list[float | int]:
 
 def api_accepts(name: str, value: object) -> bool:
     try:
-        body = parse_body(ChatCompletionBody, json.dumps({"messages": HELLO, name: value}).encode())
+        body = parse_body(
+            ChatCompletionBody, json.dumps({"model": "m", "messages": HELLO, name: value}).encode()
+        )
     except RequestInvalid as exc:
         assert exc.param == name  # the refusal names the field, as OpenAI's param
         return False
@@ -105,7 +107,9 @@ def test_the_drift_cases_found_in_0_1() -> None:
 
 
 def test_defaults_are_the_same_everywhere() -> None:
-    api = parse_body(ChatCompletionBody, json.dumps({"messages": HELLO}).encode()).sampling()
+    api = parse_body(
+        ChatCompletionBody, json.dumps({"model": "m", "messages": HELLO}).encode()
+    ).sampling()
     # The chat screen used to claim 256 was the API's max_tokens default; it is unset (the
     # node's default_max_tokens) in all three.
     assert api == sampling_from_text({}) == sampling_from_json({}) == SamplingParams()

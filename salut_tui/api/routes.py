@@ -66,7 +66,7 @@ async def health(request: web.Request) -> web.Response:
     me = node.self_view()
     return web.json_response(
         {
-            "status": "ok",
+            "status": "ok" if node.gate.open else "shutting_down",  # draining: no new work
             "version": node.version,
             "name": me.name,
             "mode": me.mode,
@@ -104,9 +104,7 @@ async def cluster(request: web.Request) -> web.Response:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(ChatCompletionBody, await request.read())
     node = request.app[NODE]
-    generation = _with_bearer(
-        request, body.to_request(node.settings.default_model, _client_address(request))
-    )
+    generation = _with_bearer(request, body.to_request(_client_address(request)))
     return await _serve(request, node, generation, "chat", body.streaming, body.include_usage)
 
 
@@ -114,9 +112,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(CompletionBody, await request.read())
     node = request.app[NODE]
-    generation = _with_bearer(
-        request, body.to_request(node.settings.default_model, _client_address(request))
-    )
+    generation = _with_bearer(request, body.to_request(_client_address(request)))
     return await _serve(request, node, generation, "text", body.streaming, body.include_usage)
 
 

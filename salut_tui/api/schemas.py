@@ -4,6 +4,9 @@ Validation is strict on types (a string where a number belongs is a 400, not a s
 lenient on presence: fields that clients send but Salut does not use (presence_penalty, user,
 tools, logit_bias, ...) are accepted and ignored. A body that fails becomes `RequestInvalid`,
 which names the offending field as the OpenAI `param`.
+
+`model` is required, as in OpenAI's API: a request without one is a 400 naming `model`, never
+served by whatever model this node would pick (that could mean loading gigabytes for a typo).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from salut_tui.engine.sampling_contract import (
 )
 from salut_tui.engine.stops import normalize_stops
 from salut_tui.engine.types import GenerationRequest, SamplingParams
+
+MAX_MODEL_ID_LENGTH = 512  # longer than any hub id or local path a node serves
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -96,7 +101,7 @@ class _SamplingBody(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    model: str | None = None
+    model: str = Field(min_length=1, max_length=MAX_MODEL_ID_LENGTH)
     temperature: float | None = _bounded(TEMPERATURE)
     top_p: float | None = _bounded(TOP_P)
     repetition_penalty: float | None = _bounded(REPETITION_PENALTY)
@@ -115,6 +120,13 @@ class _SamplingBody(BaseModel):
             raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed")
         return value
 
+    @field_validator("model")
+    @classmethod
+    def _model_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a model id is required (see GET /v1/models)")
+        return value
+
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int | None) -> int | None:
@@ -129,9 +141,6 @@ class _SamplingBody(BaseModel):
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
-
-    def model_or(self, default_model: str) -> str:
-        return self.model or default_model
 
     def sampling(self) -> SamplingParams:
         # max_completion_tokens is the newer name; when both are given it wins.
@@ -149,9 +158,9 @@ class _SamplingBody(BaseModel):
 class ChatCompletionBody(_SamplingBody):
     messages: list[ChatMessage] = Field(min_length=1)
 
-    def to_request(self, default_model: str, client: str) -> GenerationRequest:
+    def to_request(self, client: str) -> GenerationRequest:
         return GenerationRequest(
-            model=self.model_or(default_model),
+            model=self.model,
             messages=tuple(m.as_template_message() for m in self.messages),
             sampling=self.sampling(),
             client=client,
@@ -168,10 +177,10 @@ class CompletionBody(_SamplingBody):
             raise ValueError("prompt must be a string or a list of exactly one string")
         return value
 
-    def to_request(self, default_model: str, client: str) -> GenerationRequest:
+    def to_request(self, client: str) -> GenerationRequest:
         prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
         return GenerationRequest(
-            model=self.model_or(default_model),
+            model=self.model,
             prompt=prompt,
             sampling=self.sampling(),
             client=client,

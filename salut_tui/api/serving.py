@@ -11,6 +11,7 @@ from typing import Protocol
 
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
+from salut_tui.shutdown import ShutdownGate
 from salut_tui.views import ClusterView, ModelInfo, SelfView
 
 
@@ -23,6 +24,11 @@ class ServingNode(Protocol):
 
     @property
     def started_at(self) -> float: ...
+
+    @property
+    def gate(self) -> ShutdownGate:
+        """Closed while the node drains before stopping (/health says so)."""
+        ...
 
     def models(self) -> list[ModelInfo]:
         """Every model in the cluster, once per id (local first)."""

@@ -28,7 +28,8 @@ from salut_tui.engine.memory import (
     within_metal,
 )
 from salut_tui.engine.registry import ModelRegistry
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Usage
+from salut_tui.engine.tokenize import tokenize_prompt
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
 from salut_tui.engine.worker import STARTED, Worker
 from salut_tui.events import (
     EventBus,
@@ -74,6 +75,7 @@ class Engine:
         self._stopped = False
         self._streams: dict[int, _Stream] = {}
         self._keys = itertools.count(1)
+        self._tokenizing = 0  # requests whose prompt is being tokenized
         self._models: dict[str, LoadedModelInfo] = {}
         self._loading: dict[str, asyncio.Task[LoadedModelInfo]] = {}
         # The thread loads one model at a time anyway; holding this across the fit check and the
@@ -93,29 +95,43 @@ class Engine:
             await self._refresh_metal()
 
     async def stop(self) -> None:
-        """End every stream with Finish("cancelled"), then end and join the MLX thread."""
+        """End every stream with a `shutting_down` error (a truncated answer must not read as
+        finished), then end and join the MLX thread."""
         if self._worker is None or self._stopped:
             return
         self._stopped = True
-        self._worker.stop()
+        final = errors.shutting_down()
+        self._worker.stop(final)
         await asyncio.to_thread(self._worker.join)
         await asyncio.sleep(0)  # let the thread's last deliveries (the finishes) run
         for stream in list(self._streams.values()):
-            stream(Finish("cancelled", Usage(0, 0)))
+            stream(final)
         self._streams.clear()
         self._models.clear()
 
     # ---- generation --------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
-        """Chunks of one generation, ending with exactly one Finish or Error. Never raises."""
+        """Chunks of one generation, ending with exactly one Finish or Error. Never raises.
+
+        The prompt is tokenized here, on a worker thread (the tokenizers release the GIL), not on
+        the MLX thread: a long prompt then delays only its own request. One that cannot fit the
+        context is refused on its length before it is tokenized. A consumer that leaves while
+        its prompt is being tokenized submits nothing.
+        """
         refusal = self._refusal(request)
+        if refusal is None:
+            prompt_or_error = await self._tokenize(request)
+            if self._worker is None or self._stopped:  # stopped while tokenizing
+                refusal = errors.shutting_down()
+            elif isinstance(prompt_or_error, Error):
+                refusal = prompt_or_error
         if refusal is not None:
             yield refusal
             return
-        assert self._worker is not None
+        assert self._worker is not None and isinstance(prompt_or_error, list)
         stream = _Stream(next(self._keys))
         self._streams[stream.key] = stream
-        self._worker.submit(stream.key, request, self._sink(stream))
+        self._worker.submit(stream.key, request, prompt_or_error, self._sink(stream))
         try:
             while True:
                 item = await stream.queue.get()
@@ -130,6 +146,15 @@ class Engine:
                 # until the thread confirms, so in_flight tells the truth about the thread.
                 stream.closed = True
                 self._worker.cancel(stream.key)
+
+    async def _tokenize(self, request: GenerationRequest) -> list[int] | Error:
+        """The prompt's token ids, or why it cannot be served (see tokenize.py)."""
+        context = self._models[request.model].context_length
+        self._tokenizing += 1  # counted as queued: the queue limit holds while they tokenize
+        try:
+            return await tokenize_prompt(self.tokenizer_for(request.model), request, context)
+        finally:
+            self._tokenizing -= 1
 
     def _refusal(self, request: GenerationRequest) -> Error | None:
         if self._worker is None or self._stopped:
@@ -150,7 +175,7 @@ class Engine:
 
     @property
     def queued(self) -> int:
-        return sum(1 for s in self._streams.values() if not s.started)
+        return self._tokenizing + sum(1 for s in self._streams.values() if not s.started)
 
     @property
     def in_flight(self) -> int:

@@ -21,10 +21,14 @@ def model_not_loaded(model_id: str) -> Error:
     return model_not_found(model_id, "it is not loaded on this node")
 
 
-def context_length_exceeded(prompt_tokens: int, context: int, param: str) -> Error:
+def context_length_exceeded(
+    prompt_tokens: int, context: int, param: str, *, at_least: bool = False
+) -> Error:
+    """`at_least`: counting stopped once the prompt was known to be too long."""
+    has = f"at least {prompt_tokens}" if at_least else f"{prompt_tokens}"
     return Error(
         f"This model's maximum context length is {context} tokens, but the prompt has "
-        f"{prompt_tokens} tokens (no room left for the completion)",
+        f"{has} tokens (no room left for the completion)",
         "invalid_request_error",
         "context_length_exceeded",
         400,
@@ -69,3 +73,27 @@ def peer_key_refused(node_name: str, *, given: str | None) -> Error:
     else:
         message = f"Incorrect API key provided for node '{node_name}'."
     return Error(message, "invalid_request_error", "invalid_api_key", 401)
+
+
+def shutting_down() -> Error:
+    """A request this node will not serve (or finish) because it is shutting down. A truncated
+    answer must never read as a normal finish: streams get this as an error event."""
+    return Error(
+        "the node is shutting down; the request was not completed, retry on another node",
+        "server_error",
+        "server_shutting_down",
+        503,
+    )
+
+
+def prompt_too_long_to_tokenize(length: int, context: int, limit: int, param: str) -> Error:
+    """A prompt refused on its size alone, before tokenizing it (see prompt.MAX_CHARS_PER_TOKEN)."""
+    return Error(
+        f"This model's maximum context length is {context} tokens, but the prompt is "
+        f"{length} characters long, more than {limit} ({context} tokens can hold at most that "
+        "many)",
+        "invalid_request_error",
+        "context_length_exceeded",
+        400,
+        param,
+    )

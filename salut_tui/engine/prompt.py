@@ -3,6 +3,10 @@
 Chat requests go through the tokenizer's chat template (with the generation prompt appended);
 text completions (/v1/completions) are encoded as given. OpenAI clients may send message content
 as a list of parts; the text parts are joined, since these models read text only.
+
+Tokenizing is slow for a long text (about a second per 1.5 MB) and a prompt that cannot fit the
+context is refused on its length first (`prompt_length_limit`), before any tokenizer sees it; a
+long one is counted in pieces (`pieces`) before it is tokenized whole (see `engine/tokenize.py`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,53 @@ def message_text(content: Any) -> str:
 def plain_messages(messages: tuple[dict, ...]) -> list[dict]:
     """Messages with string content (other keys, like tool calls, kept for the template)."""
     return [{**m, "content": message_text(m.get("content"))} for m in messages]
+
+
+# No tokenizer Salut serves has tokens this long on average over a whole prompt (real text
+# averages 3-5 characters per token): a prompt longer than context x this cannot fit, and
+# tokenizing it to find out would cost seconds and memory.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def prompt_texts(request: GenerationRequest) -> list[str]:
+    """The texts the prompt is made of (the chat template only adds to them)."""
+    if request.messages is not None:
+        return [message_text(m.get("content")) for m in request.messages]
+    return [request.prompt or ""]
+
+
+def prompt_length(request: GenerationRequest) -> int:
+    """Characters of text the prompt is made of."""
+    return sum(len(text) for text in prompt_texts(request))
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """`text` cut into pieces of at most `size` characters, each cut just before a whitespace
+    character when there is one in the piece's last quarter (tokenizers split words there, so
+    the pieces' token counts add up to the whole's, give or take a token per cut)."""
+    out, start = [], 0
+    while len(text) - start > size:
+        end = start + size
+        floor = end - size // 4
+        cut = end
+        while cut > floor and not text[cut].isspace():
+            cut -= 1
+        cut = cut if cut > floor else end
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
+def prompt_length_limit(context_length: int) -> int:
+    """The longest prompt, in characters, that could possibly fit a context of this many tokens
+    (a token covers at least one character)."""
+    return context_length * MAX_CHARS_PER_TOKEN
+
+
+def prompt_param(request: GenerationRequest) -> str:
+    """The request field an error about the prompt names."""
+    return "messages" if request.messages is not None else "prompt"
 
 
 def encode_request(tokenizer: Any, request: GenerationRequest) -> list[int]:

@@ -4,6 +4,11 @@ Pure bookkeeping around mlx-lm's streaming detokenizer (one per request) and the
 the MLX thread hands it each sampled token with mlx-lm's finish reason, and it says what text to
 send and whether the request is over. Every generated token yields one Token chunk (its text may be
 empty while a possible stop string is held back), so chunk counts match the usage.
+
+mlx-lm's streaming detokenizers drop the leading space of the first text they produce: right for a
+chat answer, which starts a message, wrong for a text completion, which continues its prompt
+("The sky is" + " a canvas" must not read "The sky isa canvas"). `continuation_detokenizer` gives
+one that keeps it.
 """
 
 from __future__ import annotations
@@ -12,6 +17,19 @@ from typing import Any
 
 from salut_tui.engine.stops import StopMatcher, normalize_stops
 from salut_tui.engine.types import FinishReason, Token, Usage
+
+# Text fed to a continuation detokenizer before the first generated token and thrown away: the
+# detokenizers only trim while their text is empty. Plain ASCII, so nothing is held back.
+_PRIMER = "a"
+
+
+def continuation_detokenizer(tokenizer: Any) -> Any:
+    """A fresh streaming detokenizer whose output continues existing text, spaces included."""
+    detokenizer = tokenizer.detokenizer  # a fresh copy per call
+    for token in tokenizer.encode(_PRIMER, add_special_tokens=False):
+        detokenizer.add_token(token)
+    _ = detokenizer.last_segment  # the primer's text, read and dropped
+    return detokenizer
 
 
 class TextStream:

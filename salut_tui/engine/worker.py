@@ -1,11 +1,14 @@
 """The one thread that owns MLX: loads models, batches requests, decodes, detokenizes.
 
-Commands arrive on a thread-safe queue (submit, cancel, load, unload, stop). Each loaded model has
-one mlx-lm `BatchGenerator`, so every request on a model is prefilled and decoded in the same
-batch; one loop turn drains the commands and advances every busy generator by one step. A cancel is
-therefore applied before the next decode step. What the thread produces (token text, finishes,
-errors, progress) goes back to the asyncio loop with `loop.call_soon_threadsafe`, batched once per
-step; exceptions travel as values (Error chunks, failed futures), never across threads.
+Commands (`commands.py`: Submit, Cancel, Load, Unload, Call, Stop) arrive on a thread-safe queue
+and are handled with a `match` on their type. Prompts arrive tokenized: tokenizing a long prompt
+is not MLX work, and here it would hold every other request's decoding (see `Engine.generate`).
+Each loaded model has one mlx-lm `BatchGenerator`, so every request on a model is prefilled and
+decoded in the same batch; one loop turn drains the commands and advances every busy generator by
+one step. A cancel is therefore applied before the next decode step. What the thread produces
+(token text, finishes, errors, progress) goes back to the asyncio loop with
+`loop.call_soon_threadsafe`, batched once per step; exceptions travel as values (Error chunks,
+failed futures), never across threads.
 """
 
 from __future__ import annotations
@@ -21,23 +24,21 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 
 from salut_tui.config import Settings
 from salut_tui.engine import errors
-from salut_tui.engine.loader import LoadedModel, Progress, load_with_progress
+from salut_tui.engine.commands import Call, Cancel, Command, Load, Sink, Stop, Submit, Unload
+from salut_tui.engine.loader import LoadedModel, LoadedModelInfo, Progress, load_with_progress
 from salut_tui.engine.prefix_cache import PrefixCache
-from salut_tui.engine.prompt import encode_request
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
-from salut_tui.engine.text_stream import TextStream
-from salut_tui.engine.types import Error, Finish, GenerationRequest, ModelError, Usage
+from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
+from salut_tui.engine.types import Error, Finish, GenerationRequest
 
 log = logging.getLogger(__name__)
-
-Sink = Callable[[Any], None]  # receives chunks on the loop thread
 
 
 class Started:
@@ -72,7 +73,7 @@ class Worker:
     def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings
         self._loop = loop
-        self._commands: queue.SimpleQueue[tuple[str, tuple]] = queue.SimpleQueue()
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._models: dict[str, _Model] = {}
         self._by_key: dict[int, _Active] = {}
         self._outbox: list[tuple[Sink, Any]] = []
@@ -91,30 +92,31 @@ class Worker:
     def join(self) -> None:
         self._thread.join()
 
-    def submit(self, key: int, request: GenerationRequest, sink: Sink) -> None:
-        self._commands.put(("submit", (key, request, sink)))
+    def submit(self, key: int, request: GenerationRequest, prompt: list[int], sink: Sink) -> None:
+        self._commands.put(Submit(key, request, prompt, sink))
 
     def cancel(self, key: int) -> None:
-        self._commands.put(("cancel", (key,)))
+        self._commands.put(Cancel(key))
 
-    def load(self, model_id: str, path: Path, progress: Progress) -> Future:
-        done: Future = Future()
-        self._commands.put(("load", (model_id, path, progress, done)))
+    def load(self, model_id: str, path: Path, progress: Progress) -> Future[LoadedModelInfo]:
+        done: Future[LoadedModelInfo] = Future()
+        self._commands.put(Load(model_id, path, progress, done))
         return done
 
-    def unload(self, model_id: str) -> Future:
-        done: Future = Future()
-        self._commands.put(("unload", (model_id, done)))
+    def unload(self, model_id: str) -> Future[None]:
+        done: Future[None] = Future()
+        self._commands.put(Unload(model_id, done))
         return done
 
-    def stop(self) -> None:
-        self._commands.put(("stop", ()))
+    def stop(self, final: Error) -> None:
+        """End the thread; requests still running end with `final`."""
+        self._commands.put(Stop(final))
 
-    def call(self, fn: Callable[[], Any]) -> Future:
+    def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run `fn` on the MLX thread between decode steps: MLX work that is not a generation
         (converting a GGUF file) must not run on another thread beside the decoding."""
-        done: Future = Future()
-        self._commands.put(("call", (fn, done)))
+        done: Future[Any] = Future()
+        self._commands.put(Call(fn, done))
         return done
 
     def tokenizer(self, model_id: str) -> Any:
@@ -123,18 +125,21 @@ class Worker:
 
     # ---- the thread --------------------------------------------------------------------
     def _run(self) -> None:
+        final = errors.shutting_down()
         while self._running:
             block = not self._by_key
             try:
                 while self._running:
-                    name, args = self._commands.get(block=block)
-                    self._handle(name, args)
+                    command = self._commands.get(block=block)
+                    if isinstance(command, Stop):
+                        final = command.final
+                    self._handle(command)
                     block = False
             except queue.Empty:
                 pass
             self._step_all()
             self._flush()
-        self._refuse_leftovers()
+        self._refuse_leftovers(final)
         self._flush()
         # Drop the models and this thread's MLX streams now: MLX no longer cleans up streams at
         # interpreter exit, and doing it that late aborts the process ("terminate called...").
@@ -142,29 +147,44 @@ class Worker:
         gc.collect()
         mx.clear_streams()
 
-    def _handle(self, name: str, args: tuple) -> None:
-        handler = getattr(self, "_" + name)
+    def _handle(self, command: Command) -> None:
         try:
-            handler(*args)
+            match command:
+                case Submit():
+                    self._submit(command)
+                case Cancel(key):
+                    self._cancel(key)
+                case Load():
+                    self._load(command)
+                case Unload(model_id, done):
+                    self._unload(model_id, done)
+                case Call(fn, done):
+                    self._call(fn, done)
+                case Stop(final):
+                    self._stop(final)
+                case _:  # mypy checks that every command type has its case
+                    assert_never(command)
         except Exception as exc:  # a bug must not kill the thread that every request needs
-            log.exception("engine command %s failed", name)
-            if name == "submit":
-                self._emit(args[2], Error(f"internal error: {exc}", code="internal_error"))
-            elif name in ("load", "unload") and not args[-1].done():
-                args[-1].set_exception(exc)
+            log.exception("engine command %s failed", type(command).__name__)
+            match command:
+                case Submit(sink=sink):
+                    self._emit(sink, Error(f"internal error: {exc}", code="internal_error"))
+                case Load(done=done) | Unload(done=done) | Call(done=done) if not done.done():
+                    done.set_exception(exc)
 
-    def _refuse_leftovers(self) -> None:
+    def _refuse_leftovers(self, final: Error) -> None:
         """Commands that arrived after stop: nothing may wait forever on them."""
         stopped = errors.engine_stopped()
         while True:
             try:
-                name, args = self._commands.get_nowait()
+                command = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if name == "submit":
-                self._emit(args[2], Finish("cancelled", Usage(0, 0)))
-            elif name in ("load", "unload", "call"):
-                args[-1].set_exception(stopped)
+            match command:
+                case Submit(sink=sink):
+                    self._emit(sink, final)
+                case Load(done=done) | Unload(done=done) | Call(done=done):
+                    done.set_exception(stopped)
 
     def _step_all(self) -> None:
         # A method of its own so that no frame of the long-lived loop keeps a model referenced
@@ -188,28 +208,13 @@ class Worker:
             model.by_uid.pop(active.uid, None)
         self._emit(active.sink, final)
 
-    def _submit(self, key: int, request: GenerationRequest, sink: Sink) -> None:
+    def _submit(self, command: Submit) -> None:
+        key, request, prompt, sink = command.key, command.request, command.prompt, command.sink
         model = self._models.get(request.model)
-        if model is None:
+        if model is None:  # unloaded while the prompt was being tokenized
             self._emit(sink, errors.model_not_loaded(request.model))
             return
         info = model.loaded.info
-        try:
-            prompt = encode_request(model.loaded.tokenizer, request)
-        except ModelError as exc:
-            self._emit(sink, exc.to_error())
-            return
-        if not prompt:
-            self._emit(
-                sink, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt")
-            )
-            return
-        if len(prompt) >= info.context_length:
-            param = "messages" if request.messages is not None else "prompt"
-            self._emit(
-                sink, errors.context_length_exceeded(len(prompt), info.context_length, param)
-            )
-            return
         wanted = request.sampling.max_tokens or self.settings.default_max_tokens
         max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
         cache, rest = model.prefixes.fetch(prompt)
@@ -223,7 +228,13 @@ class Worker:
             logits_processors=[build_logits_processors(request.sampling)],
         )
         self.cached_prompt_tokens += len(prompt) - len(rest)
-        detokenizer = model.loaded.tokenizer.detokenizer  # a fresh one per request
+        tokenizer = model.loaded.tokenizer
+        # A text completion continues its prompt (its first space is text); a chat answer starts
+        # a message. Either way a fresh detokenizer per request.
+        if request.prompt is not None:
+            detokenizer = continuation_detokenizer(tokenizer)
+        else:
+            detokenizer = tokenizer.detokenizer
         text = TextStream(detokenizer, request.sampling.stop, len(prompt))
         active = _Active(key, request, sink, uid, text)
         model.by_uid[uid] = active
@@ -300,12 +311,13 @@ class Worker:
             prefill_batch_size=min(8, batch),
         )
 
-    def _load(self, model_id: str, path: Path, progress: Progress, done: Future) -> None:
+    def _load(self, command: Load) -> None:
+        model_id, done = command.model_id, command.done
         if model_id in self._models:
             done.set_result(self._models[model_id].loaded.info)
             return
         try:
-            loaded = load_with_progress(model_id, path, progress)
+            loaded = load_with_progress(model_id, command.path, command.progress)
             self._models[model_id] = _Model(loaded, self._new_generator(loaded))
         except Exception as exc:  # handed to the awaiting coroutine, never raised in the thread
             gc.collect()
@@ -332,9 +344,9 @@ class Worker:
         except Exception as exc:  # travels to the caller as a value, the thread goes on
             done.set_exception(exc)
 
-    def _stop(self) -> None:
+    def _stop(self, final: Error) -> None:
         for active in list(self._by_key.values()):
-            self._finish(active, Finish("cancelled", active.text.usage))
+            self._finish(active, final)
         for model in self._models.values():
             model.generator.close()
         self._models.clear()
