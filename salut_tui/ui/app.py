@@ -161,6 +161,8 @@ class SalutApp(App[int]):
     # ---- node events -------------------------------------------------------------------
     def on_node_changed(self, message: NodeChanged) -> None:
         self._bridge.handled(message.topic)
+        if not self.screen_stack:  # the app is closing: a late event has nothing to draw on
+            return
         screen = self.screen
         # A screen being pushed is current before its widgets exist: it draws on resume instead.
         if isinstance(screen, NodeScreen) and screen.is_mounted and message.topic in screen.TOPICS:
