@@ -1,0 +1,165 @@
+"""One rank of one sharded instance, as a subprocess of its node.
+
+    python -m salut_tui.shard.runner SPEC_JSON_PATH
+
+The process owns MLX: it joins the ring group (`mx.distributed.init(backend="ring")`, which reads
+MLX_RANK and MLX_HOSTFILE from the environment; a ring group lives as long as its process, hence
+one process per instance), loads its layers, says `ready`, then runs the SPMD loop of
+`ShardSession` until told to shut down. Rank 0 takes `generate`/`cancel` from stdin and emits
+`chunk`s; every rank emits `stats` about once a second. Any failure of the ring or of MLX is
+unrecoverable for the group: the runner writes `fatal` and exits non-zero at once, and the node
+tears the instance down. stdin EOF (the node died) exits at once too (see `channel`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from salut_tui.shard.channel import Channel
+from salut_tui.shard.protocol import (
+    Cancel,
+    ChunkOut,
+    Fatal,
+    Generate,
+    Ready,
+    Shutdown,
+    Stats,
+)
+from salut_tui.shard.spec import RunnerSpec
+
+log = logging.getLogger("salut_tui.shard.runner")
+
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+IDLE_WAIT_S = 0.1  # rank 0 shares (empty) orders at least this often, so peers notice a loss
+STATS_EVERY_S = 1.0
+FOLLOWER_SHUTDOWN_GRACE_S = 2.0  # a rank > 0 told to stop waits this long for rank 0's word
+
+
+def init_group(spec: RunnerSpec) -> Any:
+    """The ring group of this instance (None for a world of one)."""
+    if spec.world_size == 1:
+        return None
+    import mlx.core as mx
+
+    os.environ["MLX_RANK"] = str(spec.rank)
+    os.environ["MLX_HOSTFILE"] = spec.hostfile
+    group = mx.distributed.init(strict=True, backend=spec.backend)
+    if group.size() != spec.world_size or group.rank() != spec.rank:
+        raise RuntimeError(
+            f"the ring made rank {group.rank()} of {group.size()}, the spec says "
+            f"{spec.rank} of {spec.world_size}"
+        )
+    return group
+
+
+def barrier(group: Any) -> None:
+    if group is not None:
+        import mlx.core as mx
+
+        mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))
+
+
+class Runner:
+    def __init__(self, spec: RunnerSpec, channel: Channel) -> None:
+        self.spec = spec
+        self.channel = channel
+        self._last_stats = 0.0
+
+    def run(self) -> None:
+        from salut_tui.shard.pipeline import load_shard
+        from salut_tui.shard.session import ShardSession
+
+        spec = self.spec
+        group = init_group(spec)
+        shard = load_shard(
+            Path(spec.model_path), group, spec.mode, spec.layer_start, spec.layer_end
+        )
+        barrier(group)  # every rank loaded: nobody waits on a loading peer mid-step
+        self.channel.send(Ready(spec.rank, shard.memory_bytes, (spec.layer_start, spec.layer_end)))
+        session = ShardSession(shard, group, spec.model_id, spec.max_tokens_default, self._emit)
+        while True:
+            if session.is_root:
+                self._take_commands(session)
+            else:
+                self._watch_shutdown()
+            if not session.step():
+                break
+            self._stats(session)
+        self._send_stats(session)
+
+    def _emit(self, request_id: str, chunk: Any) -> None:
+        self.channel.send(ChunkOut(request_id, chunk))
+
+    def _take_commands(self, session: Any) -> None:
+        inbox = self.channel.inbox
+        wait = IDLE_WAIT_S if session.idle else 0.0
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                if wait > 0:
+                    message = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                    wait = 0.0  # something arrived: take the rest without waiting
+                else:
+                    message = inbox.get_nowait()
+            except Exception:  # queue.Empty
+                return
+            if isinstance(message, Generate):
+                session.submit(message.request)
+            elif isinstance(message, Cancel):
+                session.cancel(message.request_id)
+            elif isinstance(message, Shutdown):
+                session.shutdown()
+
+    def _watch_shutdown(self) -> None:
+        """Ranks > 0 get only shutdown; rank 0 normally relays it to them first."""
+        try:
+            message = self.channel.inbox.get_nowait()
+        except Exception:  # queue.Empty
+            return
+        if isinstance(message, Shutdown):
+            timer = threading.Timer(FOLLOWER_SHUTDOWN_GRACE_S, os._exit, args=(0,))
+            timer.daemon = True
+            timer.start()
+
+    def _stats(self, session: Any) -> None:
+        if time.monotonic() - self._last_stats >= STATS_EVERY_S:
+            self._send_stats(session)
+
+    def _send_stats(self, session: Any) -> None:
+        self._last_stats = time.monotonic()
+        self.channel.send(Stats(round(session.tokens_per_second(), 2), session.in_flight))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=os.environ.get("SALUT_RUNNER_LOG", "WARNING"),
+        stream=sys.stderr,
+        format="%(asctime)s runner %(levelname)s %(message)s",
+    )
+    if len(args) != 1:
+        print("usage: python -m salut_tui.shard.runner SPEC_JSON_PATH", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    channel = Channel()
+    channel.start()  # stdin EOF ends us even while the ring is still connecting
+    try:
+        spec = RunnerSpec.read(Path(args[0]))
+        Runner(spec, channel).run()
+    except BaseException as exc:  # ring lost, load failed, bad spec: the group is unusable
+        log.exception("runner failed")
+        channel.send(Fatal(f"{type(exc).__name__}: {exc}"))
+        os._exit(EXIT_FATAL)
+    # Leave without interpreter teardown: MLX's streams and the ring's threads do not survive
+    # a late cleanup, and there is nothing left to flush (stdout is written unbuffered).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
