@@ -97,7 +97,8 @@ class OrderBroadcast:
         if self.group is None:
             return orders
         payload = encode_orders(orders) if self.is_root and orders else b""
-        size = self._all_sum(mx.array([len(payload)], dtype=mx.int32)).item()
+        header = self._all_sum(mx.array([len(payload)], dtype=mx.int32))
+        size = int(np.array(header)[0])
         if size == 0:
             return []
         if self.is_root:

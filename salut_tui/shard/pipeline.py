@@ -46,7 +46,8 @@ class PipelineStage(nn.Module):
         super().__init__()
         decoder = model.model
         total = len(decoder.layers)
-        self.rank, self.size = (group.rank(), group.size()) if group is not None else (0, 1)
+        self.rank: int = group.rank() if group is not None else 0
+        self.size: int = group.size() if group is not None else 1
         self.group = group
         self.start, self.end = start, end
         self.first, self.last = self.rank == 0, self.rank == self.size - 1
@@ -133,9 +134,7 @@ class LoadedShard:
     broadcast: TokenBroadcast
 
 
-def load_shard(
-    path: Path, group: Any, mode: str, layer_start: int, layer_end: int
-) -> LoadedShard:
+def load_shard(path: Path, group: Any, mode: str, layer_start: int, layer_end: int) -> LoadedShard:
     """This rank's part of the model in `path`, weights evaluated, ready for BatchGenerator."""
     model, config = load_model(path, lazy=True)
     tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
@@ -149,7 +148,8 @@ def load_shard(
         check_pipeline_support(model, config)
         stage = PipelineStage(model, group, layer_start, layer_end)
         source = size - 1
-    parameters = [a for _, a in tree_flatten(stage.parameters())]
+    flat: list[tuple[str, mx.array]] = tree_flatten(stage.parameters())  # type: ignore[assignment]
+    parameters = [a for _, a in flat]
     mx.eval(parameters)
     memory = sum(a.nbytes for a in parameters)
     return LoadedShard(stage, tokenizer, config, memory, TokenBroadcast(group, source))

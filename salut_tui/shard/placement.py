@@ -242,9 +242,7 @@ def _balanced_split(model: ModelShape, usable: list[int]) -> list[int] | None:
     return best
 
 
-def _refusal(
-    model: ModelShape, group: list[NodeCapacity], headroom_bytes: int
-) -> PlacementRefused:
+def _refusal(model: ModelShape, group: list[NodeCapacity], headroom_bytes: int) -> PlacementRefused:
     """Every node's shortfall under the most balanced split over all of them."""
     reason = (
         f"the model '{model.model_id}' needs {model.total_bytes / GIB:.2f} GiB and does not "

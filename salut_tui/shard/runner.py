@@ -13,14 +13,17 @@ tears the instance down. stdin EOF (the node died) exits at once too (see `chann
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
+import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from salut_tui.engine.types import Error
 from salut_tui.shard.channel import Channel
 from salut_tui.shard.protocol import (
     Cancel,
@@ -31,6 +34,7 @@ from salut_tui.shard.protocol import (
     Shutdown,
     Stats,
 )
+from salut_tui.shard.ringwatch import RingWatch
 from salut_tui.shard.spec import RunnerSpec
 
 log = logging.getLogger("salut_tui.shard.runner")
@@ -71,6 +75,7 @@ class Runner:
         self.spec = spec
         self.channel = channel
         self._last_stats = 0.0
+        self.session: Any = None
 
     def run(self) -> None:
         from salut_tui.shard.pipeline import load_shard
@@ -84,6 +89,7 @@ class Runner:
         barrier(group)  # every rank loaded: nobody waits on a loading peer mid-step
         self.channel.send(Ready(spec.rank, shard.memory_bytes, (spec.layer_start, spec.layer_end)))
         session = ShardSession(shard, group, spec.model_id, spec.max_tokens_default, self._emit)
+        self.session = session
         while True:
             if session.is_root:
                 self._take_commands(session)
@@ -93,6 +99,19 @@ class Runner:
                 break
             self._stats(session)
         self._send_stats(session)
+
+    def fail_streams(self, reason: str) -> None:
+        """End every stream rank 0 still serves with an error (before `fatal`)."""
+        session = self.session
+        if session is None or not session.is_root:
+            return
+        error = Error(
+            f"the sharded model '{self.spec.model_id}' failed: {reason}",
+            code="shard_failed",
+            status=503,
+        )
+        for request_id in list(session.texts):
+            self._emit(request_id, error)
 
     def _emit(self, request_id: str, chunk: Any) -> None:
         self.channel.send(ChunkOut(request_id, chunk))
@@ -147,15 +166,30 @@ def main(argv: list[str] | None = None) -> None:
     if len(args) != 1:
         print("usage: python -m salut_tui.shard.runner SPEC_JSON_PATH", file=sys.stderr)
         sys.exit(EXIT_USAGE)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks on demand, for debugging
+    channel: Channel | None = None
+    runner: Runner | None = None
+
+    def fail(message: str) -> None:
+        if runner is not None:
+            runner.fail_streams(message)
+        if channel is not None:
+            channel.send(Fatal(message))
+        os._exit(EXIT_FATAL)
+
+    def ring_lost(line: str) -> None:
+        fail(f"the ring lost a peer ({line})")
+
+    RingWatch(ring_lost).start()  # before Channel, so stray stdout goes through it too
     channel = Channel()
     channel.start()  # stdin EOF ends us even while the ring is still connecting
     try:
         spec = RunnerSpec.read(Path(args[0]))
-        Runner(spec, channel).run()
+        runner = Runner(spec, channel)
+        runner.run()
     except BaseException as exc:  # ring lost, load failed, bad spec: the group is unusable
         log.exception("runner failed")
-        channel.send(Fatal(f"{type(exc).__name__}: {exc}"))
-        os._exit(EXIT_FATAL)
+        fail(f"{type(exc).__name__}: {exc}")
     # Leave without interpreter teardown: MLX's streams and the ring's threads do not survive
     # a late cleanup, and there is nothing left to flush (stdout is written unbuffered).
     os._exit(0)

@@ -89,7 +89,9 @@ class ShardSession:
             self.emit(rid, exc.to_error())
             return
         if not prompt:
-            self.emit(rid, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt"))
+            self.emit(
+                rid, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt")
+            )
             return
         if len(prompt) >= self.context_length:
             param = "messages" if request.messages is not None else "prompt"
@@ -211,4 +213,3 @@ class ShardSession:
             return 0.0
         span = max(recent[-1][0] - recent[0][0], 1e-3)
         return sum(n for _, n in recent[1:]) / span
-
