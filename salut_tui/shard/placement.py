@@ -19,6 +19,7 @@ GIB = 1024**3
 # Above this many candidate nodes, subsets are no longer enumerated (greedy order instead).
 _MAX_EXHAUSTIVE = 12
 _SEARCH_STEPS = 64
+_MAX_PERMUTED = 4  # up to this many helpers, every rank order is tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,16 +147,16 @@ def plan_placement(
     for count in range(1, most + 1):
         best: tuple[tuple, ShardPlan] | None = None
         for chosen in _subsets(others, count - 1):
-            group = [head, *chosen]
-            bounds = _balanced_split(model, [_usable(n, headroom_bytes) for n in group])
-            if bounds is None:
-                continue
-            plan = _plan(model, group, bounds, headroom_bytes)
-            if any(s.bytes_needed > s.usable_bytes for s in plan.stages):
-                continue
-            rank = (len(plan.missing_files), _worst_fill(plan), plan.node_ids)
-            if best is None or rank < best[0]:
-                best = (rank, plan)
+            for group in _orders(head, chosen):
+                bounds = _balanced_split(model, [_usable(n, headroom_bytes) for n in group])
+                if bounds is None:
+                    continue
+                plan = _plan(model, group, bounds, headroom_bytes)
+                if any(s.bytes_needed > s.usable_bytes for s in plan.stages):
+                    continue
+                rank = (len(plan.missing_files), _worst_fill(plan), plan.node_ids)
+                if best is None or rank < best[0]:
+                    best = (rank, plan)
         if best is not None:
             return best[1]
     return _refusal(model, [head, *others[: most - 1]], headroom_bytes)
@@ -169,6 +170,15 @@ def _subsets(others: list[NodeCapacity], size: int) -> list[tuple[NodeCapacity, 
     if len(others) > _MAX_EXHAUSTIVE:
         return [tuple(others[:size])]
     return list(itertools.combinations(others, size))
+
+
+def _orders(head: NodeCapacity, chosen: tuple[NodeCapacity, ...]) -> list[list[NodeCapacity]]:
+    """Rank orders worth trying, the coordinator always first. Layers differ in size and the
+    last stage also holds the head, so the order can decide whether a plan fits: every order
+    for a few nodes; for more, each node once as the last stage, the rest roomiest first."""
+    if len(chosen) <= _MAX_PERMUTED:
+        return [[head, *order] for order in itertools.permutations(chosen)]
+    return [[head, *(n for n in chosen if n is not last), last] for last in chosen]
 
 
 def _worst_fill(plan: ShardPlan) -> float:
@@ -197,7 +207,7 @@ def _plan(
     return ShardPlan(model.model_id, model.num_layers, stages)
 
 
-def _fill(model: ModelShape, capacities: list[float]) -> list[int] | None:
+def _fill(model: ModelShape, prefix: list[int], capacities: list[float]) -> list[int] | None:
     """Layer boundaries when each stage takes as many layers as fit in its capacity (each at
     least one, leaving one for every later stage); None when some stage cannot fit."""
     count, total = len(capacities), model.num_layers
@@ -205,22 +215,26 @@ def _fill(model: ModelShape, capacities: list[float]) -> list[int] | None:
     start = 0
     for rank, capacity in enumerate(capacities):
         first, last = rank == 0, rank == count - 1
+        extra = _extra_bytes(model, first=first, last=False)
         if last:
             end = total
         else:
             end = start
             limit = total - (count - 1 - rank)
-            while end < limit and model.stage_bytes(start, end + 1, first=first, last=False) <= (
-                capacity
-            ):
+            while end < limit and prefix[end + 1] - prefix[start] + extra <= capacity:
                 end += 1
             if end == start:
                 return None
-        if model.stage_bytes(start, end, first=first, last=last) > capacity:
+        if prefix[end] - prefix[start] + _extra_bytes(model, first=first, last=last) > capacity:
             return None
         bounds.append(end)
         start = end
     return bounds
+
+
+def _extra_bytes(model: ModelShape, *, first: bool, last: bool) -> int:
+    """What a stage holds besides its layers (see ModelShape.stage_bytes)."""
+    return model.stage_bytes(0, 0, first=first, last=last)
 
 
 def _balanced_split(model: ModelShape, usable: list[int]) -> list[int] | None:
@@ -228,13 +242,14 @@ def _balanced_split(model: ModelShape, usable: list[int]) -> list[int] | None:
     memory, found by bisection on that fraction; None when a stage has no room at all."""
     if any(u <= 0 for u in usable) or model.num_layers < len(usable):
         return None
+    prefix = list(itertools.accumulate(model.layer_bytes, initial=0))
     low, high = 0.0, model.total_bytes / min(usable) + 1.0
-    best = _fill(model, [u * high for u in usable])
+    best = _fill(model, prefix, [u * high for u in usable])
     if best is None:
         return None
     for _ in range(_SEARCH_STEPS):
         middle = (low + high) / 2
-        bounds = _fill(model, [u * middle for u in usable])
+        bounds = _fill(model, prefix, [u * middle for u in usable])
         if bounds is None:
             low = middle
         else:
