@@ -98,6 +98,7 @@ class Cluster:
         mode: str = "pipeline",
         splits: list[tuple[int, int]] | None = None,
     ) -> None:
+        tmp.mkdir(parents=True, exist_ok=True)
         ports = free_ports(world)
         hostfile = tmp / "hostfile.json"
         write_ring_hostfile(hostfile, [[f"127.0.0.1:{p}"] for p in ports])
@@ -105,7 +106,12 @@ class Cluster:
             splits = [(0, num_layers)] * world
         splits = splits or even_split(num_layers, world)
         self.runners: list[RunnerProcess] = []
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        self.others: dict[str, list[Chunk]] = {}  # chunks generate() saw for other requests
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "SALUT_RUNNER_LOG": "INFO",
+        }
         for rank in range(world):
             spec = RunnerSpec(
                 instance_id="test",
@@ -152,6 +158,9 @@ class Cluster:
             if message is None or isinstance(message, Fatal):
                 raise AssertionError(f"rank 0 ended: {message} {''.join(self.root.stderr)}")
             if isinstance(message, ChunkOut):
+                if message.request_id not in chunks:  # another request's (sent earlier)
+                    self.others.setdefault(message.request_id, []).append(message.chunk)
+                    continue
                 chunks[message.request_id].append(message.chunk)
                 if isinstance(message.chunk, Finish | Error):
                     done.add(message.request_id)

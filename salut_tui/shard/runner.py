@@ -86,6 +86,16 @@ class Runner:
         shard = load_shard(
             Path(spec.model_path), group, spec.mode, spec.layer_start, spec.layer_end
         )
+        import mlx.core as mx
+
+        log.info(
+            "rank %d loaded layers [%d, %d): %d bytes of weights, peak %d bytes",
+            spec.rank,
+            spec.layer_start,
+            spec.layer_end,
+            shard.memory_bytes,
+            mx.get_peak_memory(),
+        )
         barrier(group)  # every rank loaded: nobody waits on a loading peer mid-step
         self.channel.send(Ready(spec.rank, shard.memory_bytes, (spec.layer_start, spec.layer_end)))
         session = ShardSession(shard, group, spec.model_id, spec.max_tokens_default, self._emit)
