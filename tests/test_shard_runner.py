@@ -97,7 +97,7 @@ def test_two_stage_pipeline_matches_one_node(llama4: Path, tmp_path: Path) -> No
     stop_probe = chat("Hello", 20)
     seeded = chat("Tell me a story", 16, temperature=0.9, seed=7)
     batch = concurrent_requests()
-    [(ids, text, _)] = single_node(llama4, tmp_path / "probe", [stop_probe])
+    [(_, text, _)] = single_node(llama4, tmp_path / "probe", [stop_probe])
     assert len(text) > 6, "the tiny model should say something to cut with a stop string"
     stop = text[3:6]
     stopped = chat("Hello", 20, stop=(stop,))
@@ -180,9 +180,7 @@ def drain(runner: RunnerProcess) -> list:
         messages.append(message)
 
 
-def test_tensor_split_matches_and_stdin_eof_ends_the_runner(
-    llama4: Path, tmp_path: Path
-) -> None:
+def test_tensor_split_matches_and_stdin_eof_ends_the_runner(llama4: Path, tmp_path: Path) -> None:
     hello = chat("Hello", 20)
     batch = concurrent_requests()
     expected = single_node(llama4, tmp_path / "one", [hello, *batch])
