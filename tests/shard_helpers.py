@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from salut_tui.blas import OPT_OUT_ENV
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, Token
 from salut_tui.shard.protocol import (
     ChunkOut,
@@ -97,6 +98,7 @@ class Cluster:
         num_layers: int,
         mode: str = "pipeline",
         splits: list[tuple[int, int]] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         tmp.mkdir(parents=True, exist_ok=True)
         ports = free_ports(world)
@@ -107,10 +109,13 @@ class Cluster:
         splits = splits or even_split(num_layers, world)
         self.runners: list[RunnerProcess] = []
         self.others: dict[str, list[Chunk]] = {}  # chunks generate() saw for other requests
-        env = {
+        run_env = {
             **os.environ,
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
             "SALUT_RUNNER_LOG": "INFO",
+            # The same BLAS as the engine in the test process: like for like.
+            OPT_OUT_ENV: "1",
+            **(env or {}),
         }
         for rank in range(world):
             spec = RunnerSpec(
@@ -133,7 +138,7 @@ class Cluster:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env=env,
+                env=run_env,
             )
             runner = RunnerProcess(spec, process)
             runner.start_readers()

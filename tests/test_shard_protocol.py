@@ -11,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token, Usage
-from salut_tui.shard.orders import Insert, Remove, Stop, decode_orders, encode_orders
+from salut_tui.shard.orders import (
+    IDLE_FAST_S,
+    IDLE_SLOW_S,
+    Insert,
+    Remove,
+    ShareSchedule,
+    Stop,
+    decode_orders,
+    encode_orders,
+    every_for,
+)
 from salut_tui.shard.protocol import (
     Cancel,
     ChunkOut,
@@ -200,3 +210,31 @@ def test_the_node_side_contracts_do_not_load_mlx() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_orders_are_shared_about_every_share_period_while_busy() -> None:
+    assert every_for(0.0) == 1
+    assert every_for(0.2) == 1  # a slow model shares on every step
+    assert every_for(0.01) == 5
+    assert every_for(1e-6) == 32  # capped
+    schedule = ShareSchedule()
+    assert schedule.due(busy=True)  # the first exchange is immediate
+    schedule.shared(3, idle=False)
+    due = []
+    for _ in range(6):
+        due.append(schedule.due(busy=True))
+        if due[-1]:
+            schedule.shared(3, idle=False)
+        schedule.stepped()
+    assert due == [False, False, True, False, False, True]
+    assert schedule.due(busy=False)  # idle: every loop turn exchanges (and waits)
+
+
+def test_idle_exchanges_slow_down_after_a_second() -> None:
+    schedule = ShareSchedule()
+    assert schedule.idle_period() == IDLE_FAST_S
+    for _ in range(int(1.0 / IDLE_FAST_S)):
+        schedule.shared(1, idle=True)
+    assert schedule.idle_period() == IDLE_SLOW_S
+    schedule.shared(1, idle=False)  # work arrived: fast again
+    assert schedule.idle_period() == IDLE_FAST_S

@@ -86,27 +86,73 @@ def decode_orders(data: bytes) -> list[Order]:
     return orders
 
 
+@dataclass
+class ShareSchedule:
+    """When the ranks next exchange orders, the same on every rank: its state changes only with
+    what every rank sees (the `every` rank 0 shares, whether the batch is empty).
+
+    While requests run, orders are shared every `every` steps, which rank 0 picks so that a new
+    request or a cancel waits about SHARE_PERIOD_S at most: a fast model skips the exchange on
+    most steps (one ring round trip less per token), a slow one shares on every step. While
+    idle, rank 0 shares every `idle_period()` even with nothing to say (that is also how the
+    others notice a lost ring); the others sleep through most of it, since MLX's ring spins a
+    core while it waits. The period grows after a second of idleness.
+    """
+
+    countdown: int = 0
+    idle_streak: int = 0
+
+    def due(self, busy: bool) -> bool:
+        return not busy or self.countdown <= 0
+
+    def shared(self, every: int, idle: bool) -> None:
+        self.countdown = max(1, every)
+        self.idle_streak = self.idle_streak + 1 if idle else 0
+
+    def stepped(self) -> None:
+        self.countdown -= 1
+
+    def idle_period(self) -> float:
+        return IDLE_FAST_S if self.idle_streak * IDLE_FAST_S < IDLE_SLOW_AFTER_S else IDLE_SLOW_S
+
+
+SHARE_PERIOD_S = 0.05
+MAX_EVERY = 32
+IDLE_FAST_S = 0.01
+IDLE_SLOW_S = 0.1
+IDLE_SLOW_AFTER_S = 1.0
+FOLLOWER_SLEEP = 0.8  # of the idle period: the others enter the exchange this late
+
+
+def every_for(step_s: float) -> int:
+    """Steps between exchanges for a step of `step_s` seconds (rank 0's choice)."""
+    if step_s <= 0:
+        return 1
+    return max(1, min(MAX_EVERY, int(SHARE_PERIOD_S / step_s)))
+
+
 class OrderBroadcast:
     def __init__(self, group: Any, stream: Any) -> None:
         self.group = group
         self.stream = stream
         self.is_root = group is None or group.rank() == 0
 
-    def share(self, orders: list[Order]) -> list[Order]:
-        """Rank 0's `orders` on every rank (the others pass an empty list)."""
+    def share(self, orders: list[Order], every: int) -> tuple[list[Order], int]:
+        """Rank 0's `orders` and `every` on every rank (the others pass [] and 0)."""
         if self.group is None:
-            return orders
+            return orders, every
         payload = encode_orders(orders) if self.is_root and orders else b""
-        header = self._all_sum(mx.array([len(payload)], dtype=mx.int32))
-        size = int(np.array(header)[0])
+        mine = [len(payload), every] if self.is_root else [0, 0]
+        header = np.array(self._all_sum(mx.array(mine, dtype=mx.int32)))
+        size, every = int(header[0]), int(header[1])
         if size == 0:
-            return []
+            return [], every
         if self.is_root:
             buffer = mx.array(np.frombuffer(payload, dtype=np.uint8))
         else:
             buffer = mx.zeros((size,), dtype=mx.uint8)
         data = np.array(self._all_sum(buffer), copy=False).tobytes()
-        return orders if self.is_root else decode_orders(data)
+        return (orders if self.is_root else decode_orders(data)), every
 
     def _all_sum(self, array: mx.array) -> mx.array:
         result = mx.distributed.all_sum(array, group=self.group, stream=self.stream)

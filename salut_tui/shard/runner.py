@@ -25,6 +25,7 @@ from typing import Any
 
 from salut_tui.engine.types import Error
 from salut_tui.shard.channel import Channel
+from salut_tui.shard.orders import FOLLOWER_SLEEP
 from salut_tui.shard.protocol import (
     Cancel,
     ChunkOut,
@@ -41,7 +42,6 @@ log = logging.getLogger("salut_tui.shard.runner")
 
 EXIT_FATAL = 1
 EXIT_USAGE = 2
-IDLE_WAIT_S = 0.1  # rank 0 shares (empty) orders at least this often, so peers notice a loss
 STATS_EVERY_S = 1.0
 FOLLOWER_SHUTDOWN_GRACE_S = 2.0  # a rank > 0 told to stop waits this long for rank 0's word
 
@@ -105,6 +105,8 @@ class Runner:
                 self._take_commands(session)
             else:
                 self._watch_shutdown()
+                if session.idle:  # rank 0 will not share before most of the period is over
+                    time.sleep(session.idle_period() * FOLLOWER_SLEEP)
             if not session.step():
                 break
             self._stats(session)
@@ -128,7 +130,7 @@ class Runner:
 
     def _take_commands(self, session: Any) -> None:
         inbox = self.channel.inbox
-        wait = IDLE_WAIT_S if session.idle else 0.0
+        wait = session.idle_period() if session.idle else 0.0
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -167,6 +169,10 @@ class Runner:
 
 
 def main(argv: list[str] | None = None) -> None:
+    if argv is None:  # the real entry point: the fast BLAS `salut serve` uses (inherited if set)
+        from salut_tui.blas import maybe_reexec_with_fast_blas
+
+        maybe_reexec_with_fast_blas()
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(
         level=os.environ.get("SALUT_RUNNER_LOG", "WARNING"),

@@ -26,7 +26,15 @@ from salut_tui.engine.prompt import encode_request
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
 from salut_tui.engine.text_stream import TextStream
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
-from salut_tui.shard.orders import Insert, Order, OrderBroadcast, Remove, Stop
+from salut_tui.shard.orders import (
+    Insert,
+    Order,
+    OrderBroadcast,
+    Remove,
+    ShareSchedule,
+    Stop,
+    every_for,
+)
 from salut_tui.shard.pipeline import LoadedShard
 
 RATE_WINDOW_S = 3.0
@@ -62,6 +70,8 @@ class ShardSession:
             prefill_batch_size=PREFILL_BATCH,
         )
         self.orders = OrderBroadcast(group, self.generator.stream)
+        self.schedule = ShareSchedule()
+        self._step_s = 0.0
         self.context_length = context_length(shard.config)
         self.uids: dict[str, int] = {}  # request id -> generator uid, the same on every rank
         self.request_ids: dict[int, str] = {}
@@ -73,7 +83,11 @@ class ShardSession:
     # ---- rank 0: the node's messages become orders ---------------------------------------
     @property
     def idle(self) -> bool:
+        """Nothing to do before the next exchange of orders (rank 0: nothing to say either)."""
         return not self.uids and not self.pending
+
+    def idle_period(self) -> float:
+        return self.schedule.idle_period()
 
     def submit(self, request: GenerationRequest) -> None:
         rid = request.request_id
@@ -131,7 +145,14 @@ class ShardSession:
     def step(self) -> bool:
         """Share and apply this step's orders, then advance the generator once (when it has
         work). False once the instance is told to stop."""
-        orders, self.pending = self.orders.share(self.pending), []
+        busy = bool(self.uids)
+        if not self.schedule.due(busy):
+            self._advance()
+            return True
+        every = every_for(self._step_s) if self.is_root else 0
+        orders, every = self.orders.share(self.pending, every)
+        self.pending = []
+        self.schedule.shared(every, idle=not busy and not orders)
         for order in orders:
             if isinstance(order, Stop):
                 self._end_all()
@@ -164,7 +185,11 @@ class ShardSession:
             self.generator.remove([uid])
 
     def _advance(self) -> None:
+        began = time.perf_counter()
         _, responses = self.generator.next()
+        self.schedule.stepped()
+        # Rank 0 times its steps to choose how often to share orders (a moving average).
+        self._step_s += 0.1 * (time.perf_counter() - began - self._step_s)
         for response in responses:
             rid = self.request_ids.get(response.uid)
             if rid is None:
