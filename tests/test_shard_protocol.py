@@ -220,13 +220,14 @@ def test_orders_are_shared_about_every_share_period_while_busy() -> None:
     schedule = ShareSchedule()
     assert schedule.due(busy=True)  # the first exchange is immediate
     schedule.shared(3, idle=False)
+    schedule.stepped()  # the step that follows every exchange
     due = []
     for _ in range(6):
         due.append(schedule.due(busy=True))
         if due[-1]:
             schedule.shared(3, idle=False)
         schedule.stepped()
-    assert due == [False, False, True, False, False, True]
+    assert due == [False, False, True, False, False, True]  # every third step
     assert schedule.due(busy=False)  # idle: every loop turn exchanges (and waits)
 
 
