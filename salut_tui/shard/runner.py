@@ -16,12 +16,13 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salut_tui.engine.types import Error
 from salut_tui.shard.channel import Channel
@@ -37,6 +38,9 @@ from salut_tui.shard.protocol import (
 )
 from salut_tui.shard.ringwatch import RingWatch
 from salut_tui.shard.spec import RunnerSpec
+
+if TYPE_CHECKING:
+    from salut_tui.shard.session import ShardSession
 
 log = logging.getLogger("salut_tui.shard.runner")
 
@@ -75,9 +79,12 @@ class Runner:
         self.spec = spec
         self.channel = channel
         self._last_stats = 0.0
-        self.session: Any = None
+        self.session: ShardSession | None = None
 
     def run(self) -> None:
+        # MLX is imported only now: `main` may first re-execute with another BLAS preloaded.
+        import mlx.core as mx
+
         from salut_tui.shard.pipeline import load_shard
         from salut_tui.shard.session import ShardSession
 
@@ -86,8 +93,6 @@ class Runner:
         shard = load_shard(
             Path(spec.model_path), group, spec.mode, spec.layer_start, spec.layer_end
         )
-        import mlx.core as mx
-
         log.info(
             "rank %d loaded layers [%d, %d): %d bytes of weights, peak %d bytes",
             spec.rank,
@@ -128,7 +133,7 @@ class Runner:
     def _emit(self, request_id: str, chunk: Any) -> None:
         self.channel.send(ChunkOut(request_id, chunk))
 
-    def _take_commands(self, session: Any) -> None:
+    def _take_commands(self, session: ShardSession) -> None:
         inbox = self.channel.inbox
         wait = session.idle_period() if session.idle else 0.0
         deadline = time.monotonic() + wait
@@ -139,7 +144,7 @@ class Runner:
                     wait = 0.0  # something arrived: take the rest without waiting
                 else:
                     message = inbox.get_nowait()
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 return
             if isinstance(message, Generate):
                 session.submit(message.request)
@@ -152,18 +157,20 @@ class Runner:
         """Ranks > 0 get only shutdown; rank 0 normally relays it to them first."""
         try:
             message = self.channel.inbox.get_nowait()
-        except Exception:  # queue.Empty
+        except queue.Empty:
             return
-        if isinstance(message, Shutdown):
+        if not isinstance(message, Shutdown):
+            log.warning("rank %d ignores %s: only rank 0 serves", self.spec.rank, message)
+        else:
             timer = threading.Timer(FOLLOWER_SHUTDOWN_GRACE_S, os._exit, args=(0,))
             timer.daemon = True
             timer.start()
 
-    def _stats(self, session: Any) -> None:
+    def _stats(self, session: ShardSession) -> None:
         if time.monotonic() - self._last_stats >= STATS_EVERY_S:
             self._send_stats(session)
 
-    def _send_stats(self, session: Any) -> None:
+    def _send_stats(self, session: ShardSession) -> None:
         self._last_stats = time.monotonic()
         self.channel.send(Stats(round(session.tokens_per_second(), 2), session.in_flight))
 
