@@ -141,6 +141,7 @@ def load_shard(path: Path, group: Any, mode: str, layer_start: int, layer_end: i
     size = group.size() if group is not None else 1
     if mode == "tensor":
         if size > 1:
+            check_tensor_support(model, config, size)
             model.shard(group)  # the family's own tensor parallelism
         stage: nn.Module = model
         source = 0
@@ -166,6 +167,22 @@ def check_pipeline_support(model: nn.Module, config: dict) -> None:
         raise ValueError(
             f"pipeline sharding does not support the model type '{model_type}' "
             f"(supported: {', '.join(PIPELINE_FAMILIES)}); try mode 'tensor'"
+        )
+
+
+def check_tensor_support(model: nn.Module, config: dict, size: int) -> None:
+    """The family's `shard()` splits heads and MLP columns evenly: they must divide."""
+    if not hasattr(model, "shard"):
+        raise ValueError(f"the model type '{config.get('model_type')}' has no tensor split")
+    counts = {
+        name: config.get(name)
+        for name in ("num_attention_heads", "num_key_value_heads", "intermediate_size")
+    }
+    uneven = [f"{k}={v}" for k, v in counts.items() if isinstance(v, int) and v % size]
+    if uneven:
+        raise ValueError(
+            f"a tensor split over {size} ranks needs {', '.join(uneven)} divisible by {size}; "
+            "use mode 'pipeline'"
         )
 
 
