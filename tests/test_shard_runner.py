@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import psutil
 import pytest
 
 from salut_tui.config import DEFAULT_MODEL, Settings
@@ -241,15 +242,21 @@ def test_qwen3_pipeline_matches_and_rank_zero_exits_on_stdin_eof(tmp_path: Path)
 
 
 def test_a_rank_whose_peer_never_joins_still_exits_on_stdin_eof(llama4: Path, tmp_path: Path):
-    # Alone, rank 0 blocks in the ring's init for minutes; the node's watchdog closes its
-    # stdin (or kills it) and the runner must go at once.
+    # Alone, rank 0 blocks in the ring's init for minutes, holding the GIL; the node's watchdog
+    # closes its stdin (or kills it) and the runner must go at once: its init guard (a child
+    # process that lives exactly while init runs) terminates it.
     cluster = Cluster(tmp_path, llama4, MODEL, 2, LAYERS, ranks=[0])
     try:
-        time.sleep(2.0)  # well inside the ring's init by now
-        assert cluster.root.process.poll() is None
+        runner = psutil.Process(cluster.root.process.pid)
+        deadline = time.monotonic() + 60
+        while not runner.children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (guard,) = runner.children()
+        time.sleep(0.5)  # inside init by now
         assert cluster.root.process.stdin is not None
         cluster.root.process.stdin.close()
-        assert wait_exit(cluster.root, EXIT_WITHIN_S) == 3
+        assert wait_exit(cluster.root, EXIT_WITHIN_S) == -signal.SIGTERM
+        guard.wait(timeout=EXIT_WITHIN_S)  # and the guard does not outlive it
     finally:
         cluster.close()
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from salut_tui.engine.types import Error
 from salut_tui.shard.channel import Channel
+from salut_tui.shard.initguard import InitGuard
 from salut_tui.shard.orders import FOLLOWER_SLEEP
 from salut_tui.shard.protocol import (
     Cancel,
@@ -89,7 +90,8 @@ class Runner:
         from salut_tui.shard.session import ShardSession
 
         spec = self.spec
-        group = init_group(spec)
+        with InitGuard():  # init holds the GIL: our own stdin reader cannot act meanwhile
+            group = init_group(spec)
         shard = load_shard(
             Path(spec.model_path), group, spec.mode, spec.layer_start, spec.layer_end
         )
