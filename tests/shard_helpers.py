@@ -100,8 +100,10 @@ class Cluster:
         splits: list[tuple[int, int]] | None = None,
         env: dict[str, str] | None = None,
         ranks: list[int] | None = None,
+        model_paths: dict[int, Path] | None = None,
     ) -> None:
-        """`ranks`: start only these (the others never join), default all."""
+        """`ranks`: start only these (the others never join), default all; `model_paths`: a
+        rank's own copy of the model, when not `model_path`."""
         tmp.mkdir(parents=True, exist_ok=True)
         ports = free_ports(world)
         hostfile = tmp / "hostfile.json"
@@ -123,7 +125,7 @@ class Cluster:
         for rank in range(world) if ranks is None else ranks:
             spec = RunnerSpec(
                 instance_id="test",
-                model_path=str(model_path),
+                model_path=str((model_paths or {}).get(rank, model_path)),
                 model_id=model_id,
                 rank=rank,
                 world_size=world,

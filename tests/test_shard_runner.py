@@ -5,7 +5,9 @@ node through the normal engine; ranks hold only their layers; failures end every
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import shutil
 import signal
 import time
 from dataclasses import replace
@@ -267,6 +269,22 @@ def test_a_model_that_cannot_load_is_fatal(tmp_path: Path) -> None:
         assert wait_exit(cluster.root, 60) == 1
         fatal = [m for m in drain(cluster.root) if isinstance(m, Fatal)]
         assert fatal and "missing" in fatal[0].message
+    finally:
+        cluster.close()
+
+
+def test_ranks_whose_model_files_differ_refuse_to_start(llama4: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other-copy"
+    shutil.copytree(llama4, other)
+    config = json.loads((other / "config.json").read_text())
+    config["rope_theta"] = 5000.0  # another version of "the same" model
+    (other / "config.json").write_text(json.dumps(config))
+    cluster = Cluster(tmp_path, llama4, MODEL, 2, LAYERS, model_paths={1: other})
+    try:
+        for runner in cluster.runners:
+            assert wait_exit(runner, 60) == 1
+            fatal = [m for m in drain(runner) if isinstance(m, Fatal)]
+            assert fatal and "model files differ" in fatal[0].message
     finally:
         cluster.close()
 

@@ -46,14 +46,17 @@ class PipelineStage(nn.Module):
         super().__init__()
         decoder = model.model
         total = len(decoder.layers)
+        if not 0 <= start < end <= total:
+            raise ValueError(f"layers [{start}, {end}) of a {total}-layer model")
         self.rank: int = group.rank() if group is not None else 0
         self.size: int = group.size() if group is not None else 1
         self.group = group
         self.start, self.end = start, end
         self.first, self.last = self.rank == 0, self.rank == self.size - 1
         self.tied = not hasattr(model, "lm_head")
-        # Hidden-state dtype at both boundaries, from a lazy trace through the whole model
-        # (builds a graph, evaluates nothing): sender and receiver must agree exactly.
+        # What arrives from the previous rank: the hidden state's width and dtype after layer
+        # start-1, from a lazy trace through the model (a graph only, nothing is evaluated or
+        # read). The sender sends exactly that array, so both sides agree.
         self.hidden_size, self.recv_dtype = _boundary(decoder, start)
         self.vocab_size = _vocab_size(model)
         decoder.layers = [None] * start + decoder.layers[start:end]
@@ -62,8 +65,6 @@ class PipelineStage(nn.Module):
         if not self.last:
             decoder.pop("norm")
             model.pop("lm_head", None)
-        if end > total:
-            raise ValueError(f"layers [{start}, {end}) of a {total}-layer model")
         self.model = model
 
     @property

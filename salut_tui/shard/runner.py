@@ -14,6 +14,8 @@ tears the instance down. stdin EOF (the node died) exits at once too (see `chann
 from __future__ import annotations
 
 import faulthandler
+import hashlib
+import json
 import logging
 import os
 import queue
@@ -68,11 +70,31 @@ def init_group(spec: RunnerSpec) -> Any:
     return group
 
 
-def barrier(group: Any) -> None:
-    if group is not None:
-        import mlx.core as mx
+def model_digest(path: Path, tokenizer: Any) -> bytes:
+    """What every rank must agree on: the config and the tokenizer's vocabulary and stop ids
+    (each node loads its own copy of the model, and ranks that tokenize or stop differently
+    would fall out of step)."""
+    digest = hashlib.sha256((path / "config.json").read_bytes())
+    vocab = sorted(tokenizer.get_vocab().items()) if hasattr(tokenizer, "get_vocab") else []
+    digest.update(json.dumps([vocab, sorted(tokenizer.eos_token_ids)]).encode())
+    return digest.digest()[:8]
 
-        mx.eval(mx.distributed.all_sum(mx.array(1.0), group=group))
+
+def check_same_model(group: Any, path: Path, tokenizer: Any) -> None:
+    """Compare every rank's model digest (one all_gather); raise when any differs."""
+    if group is None:
+        return
+    import mlx.core as mx
+    import numpy as np
+
+    mine = np.frombuffer(model_digest(path, tokenizer), dtype=np.uint32)
+    every = np.array(mx.distributed.all_gather(mx.array(mine), group=group)).reshape(-1, 2)
+    differing = [rank for rank, row in enumerate(every) if not np.array_equal(row, mine)]
+    if differing:
+        raise RuntimeError(
+            f"the model files differ between ranks (rank {group.rank()} differs from ranks "
+            f"{differing}): every node must hold the same version of the model"
+        )
 
 
 class Runner:
@@ -103,7 +125,8 @@ class Runner:
             shard.memory_bytes,
             mx.get_peak_memory(),
         )
-        barrier(group)  # every rank loaded: nobody waits on a loading peer mid-step
+        # Also a barrier: every rank loaded, so nobody waits on a loading peer mid-step.
+        check_same_model(group, Path(spec.model_path), shard.tokenizer)
         self.channel.send(Ready(spec.rank, shard.memory_bytes, (spec.layer_start, spec.layer_end)))
         session = ShardSession(shard, group, spec.model_id, spec.max_tokens_default, self._emit)
         self.session = session
