@@ -140,7 +140,7 @@ class OrderBroadcast:
     def share(self, orders: list[Order], every: int) -> tuple[list[Order], int]:
         """Rank 0's `orders` and `every` on every rank (the others pass [] and 0)."""
         if self.group is None:
-            return orders, every
+            return orders, 1  # alone, sharing costs nothing: every step
         payload = encode_orders(orders) if self.is_root and orders else b""
         mine = [len(payload), every] if self.is_root else [0, 0]
         header = np.array(self._all_sum(mx.array(mine, dtype=mx.int32)))

@@ -218,7 +218,12 @@ def main(argv: list[str] | None = None) -> None:
     channel: Channel | None = None
     runner: Runner | None = None
 
+    failing = threading.Lock()
+
     def fail(message: str) -> None:
+        # Once only, whichever of the main thread and the ring watch gets here first.
+        if not failing.acquire(blocking=False):
+            threading.Event().wait()  # the other one is exiting the process
         if runner is not None:
             runner.fail_streams(message)
         if channel is not None:
