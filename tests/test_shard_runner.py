@@ -156,6 +156,10 @@ def test_two_stage_pipeline_matches_one_node(llama4: Path, tmp_path: Path) -> No
         unknown = GenerationRequest("no/such-model", prompt="hi")
         errors = cluster.generate([unknown])[unknown.request_id]
         assert isinstance(errors[-1], Error) and errors[-1].status == 404
+        # Refused on its length alone, before any tokenizing (as on one node).
+        huge = completion("word " * 4000, 5)
+        refused = cluster.generate([huge])[huge.request_id]
+        assert isinstance(refused[-1], Error) and refused[-1].code == "context_length_exceeded"
 
         cluster.root.send(Shutdown())
         assert [wait_exit(r, EXIT_WITHIN_S) for r in cluster.runners] == [0, 0]

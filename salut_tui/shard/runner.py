@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from salut_tui.engine.types import Error
+from salut_tui.shard.admission import Admission, Admitted
 from salut_tui.shard.channel import Channel
 from salut_tui.shard.initguard import InitGuard
 from salut_tui.shard.orders import FOLLOWER_SLEEP
@@ -130,9 +131,15 @@ class Runner:
         self.channel.send(Ready(spec.rank, shard.memory_bytes, (spec.layer_start, spec.layer_end)))
         session = ShardSession(shard, group, spec.model_id, spec.max_tokens_default, self._emit)
         self.session = session
+        admission = None
+        if session.is_root:
+            admission = Admission(
+                self.channel.inbox, shard.tokenizer, session.context_length, spec.model_id
+            )
+            admission.start()
         while True:
-            if session.is_root:
-                self._take_commands(session)
+            if admission is not None:
+                self._take_commands(session, admission.ready)
             else:
                 self._watch_shutdown()
                 if session.idle:  # rank 0 will not share before most of the period is over
@@ -158,21 +165,22 @@ class Runner:
     def _emit(self, request_id: str, chunk: Any) -> None:
         self.channel.send(ChunkOut(request_id, chunk))
 
-    def _take_commands(self, session: ShardSession) -> None:
-        inbox = self.channel.inbox
+    def _take_commands(self, session: ShardSession, inbox: queue.SimpleQueue[Admitted]) -> None:
         wait = session.idle_period() if session.idle else 0.0
         deadline = time.monotonic() + wait
         while True:
             try:
                 if wait > 0:
-                    message = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
+                    admitted = inbox.get(timeout=max(0.0, deadline - time.monotonic()))
                     wait = 0.0  # something arrived: take the rest without waiting
                 else:
-                    message = inbox.get_nowait()
+                    admitted = inbox.get_nowait()
             except queue.Empty:
                 return
+            message = admitted.message
             if isinstance(message, Generate):
-                session.submit(message.request)
+                assert admitted.prompt is not None
+                session.submit(message.request, admitted.prompt)
             elif isinstance(message, Cancel):
                 session.cancel(message.request_id)
             elif isinstance(message, Shutdown):

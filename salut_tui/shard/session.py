@@ -20,12 +20,10 @@ from typing import Any
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.sample_utils import greedy_sampler
 
-from salut_tui.engine import errors
 from salut_tui.engine.loader import context_length
-from salut_tui.engine.prompt import encode_request
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
-from salut_tui.engine.text_stream import TextStream
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
+from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest
 from salut_tui.shard.orders import (
     Insert,
     Order,
@@ -89,28 +87,14 @@ class ShardSession:
     def idle_period(self) -> float:
         return self.schedule.idle_period()
 
-    def submit(self, request: GenerationRequest) -> None:
+    def submit(self, request: GenerationRequest, prompt: list[int] | Error) -> None:
+        """Queue a request (tokenized by `admission`, or refused there) for the next orders."""
         rid = request.request_id
+        if isinstance(prompt, Error):
+            self.emit(rid, prompt)
+            return
         if rid in self.texts:
             self.emit(rid, Error(f"request id {rid} is already in flight", code="duplicate_id"))
-            return
-        if request.model != self.model_id:
-            self.emit(rid, errors.model_not_loaded(request.model))
-            return
-        try:
-            prompt = encode_request(self.shard.tokenizer, request)
-        except ModelError as exc:
-            self.emit(rid, exc.to_error())
-            return
-        if not prompt:
-            self.emit(
-                rid, Error("the prompt is empty", "invalid_request_error", None, 400, "prompt")
-            )
-            return
-        if len(prompt) >= self.context_length:
-            param = "messages" if request.messages is not None else "prompt"
-            error = errors.context_length_exceeded(len(prompt), self.context_length, param)
-            self.emit(rid, error)
             return
         sampling = request.sampling
         wanted = sampling.max_tokens or self.max_tokens_default
@@ -128,7 +112,13 @@ class ShardSession:
                 seed,
             )
         )
-        detokenizer = self.shard.tokenizer.detokenizer  # a fresh one per request
+        # As the engine does: a text completion continues its prompt (its first space is text),
+        # a chat answer starts a message; a fresh detokenizer per request either way.
+        tokenizer = self.shard.tokenizer
+        if request.prompt is not None:
+            detokenizer = continuation_detokenizer(tokenizer)
+        else:
+            detokenizer = tokenizer.detokenizer
         self.texts[rid] = _Text(request, TextStream(detokenizer, sampling.stop, len(prompt)))
 
     def cancel(self, request_id: str) -> None:
