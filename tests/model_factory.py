@@ -65,19 +65,24 @@ def _train_tokenizer(path: Path) -> int:
     return tok.get_vocab_size()
 
 
-def build_tiny_model(path: Path, *, seed: int = 0) -> Path:
-    """Create the tiny model in `path` (created if missing) and return `path`."""
+def build_tiny_model(
+    path: Path, *, seed: int = 0, num_layers: int = 2, family: str = "llama"
+) -> Path:
+    """Create the tiny model in `path` (created if missing) and return `path`.
+
+    `family` is "llama" (the default) or "qwen3" (same sizes, with qwen3's q/k norms)."""
+    import importlib
+
     import mlx.core as mx
-    from mlx_lm.models import llama
     from mlx_lm.utils import save_config, save_model
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = _train_tokenizer(path)
     eos_id = json.loads((path / "tokenizer.json").read_text())["added_tokens"][2]["id"]
     config = {
-        "model_type": "llama",
+        "model_type": family,
         "hidden_size": 64,
-        "num_hidden_layers": 2,
+        "num_hidden_layers": num_layers,
         "intermediate_size": 128,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
@@ -89,8 +94,11 @@ def build_tiny_model(path: Path, *, seed: int = 0) -> Path:
         "eos_token_id": eos_id,
         "torch_dtype": "float32",
     }
+    if family == "qwen3":
+        config["head_dim"] = 16
     mx.random.seed(seed)
-    model = llama.Model(llama.ModelArgs.from_dict(config))
+    arch = importlib.import_module(f"mlx_lm.models.{family}")
+    model = arch.Model(arch.ModelArgs.from_dict(config))
     # Random init gives near-uniform logits; scale embeddings up so greedy picks are decisive
     # (stable across batch shapes) and sampled text differs clearly between seeds.
     model.model.embed_tokens.weight = model.model.embed_tokens.weight * 3.0
