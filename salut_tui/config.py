@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import platformdirs
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from salut_tui.keepalive import DEFAULT_KEEP_ALIVE, parse_keep_alive
 
 APP_NAME = "salut"
 DEFAULT_PORT = 7258
@@ -79,6 +81,16 @@ class Settings(BaseModel):
     shutdown_grace: float = Field(10.0, ge=0)
     """Seconds a node stopping on SIGTERM/SIGINT lets in-flight requests finish (new ones get
     503 meanwhile); what is still running then ends with an error, never a normal finish."""
+    keep_alive: str | int = DEFAULT_KEEP_ALIVE
+    """How long a loaded model stays loaded with nobody using it before it is unloaded (and
+    loaded again by the next request): a duration such as "30s", "5m", "1h", seconds, or -1 to
+    keep models loaded until unloaded by hand. A load or a request may give its own."""
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _duration(cls, value: str | int) -> str | int:
+        parse_keep_alive(value)  # raises ValueError with the reason
+        return value
 
     # ---- derived locations -------------------------------------------------------------
     def data_path(self) -> Path:

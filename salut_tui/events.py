@@ -90,6 +90,20 @@ class PairingChanged(Event):
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TransferChanged(Event):
+    """A pull or download started, moved on, finished or failed (`view` is a TransferView)."""
+
+    view: Any
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveChanged(Event):
+    """A model's idle deadline moved (used, loaded with a new keep-alive) or it was unloaded."""
+
+    model_id: str
+
+
 @dataclass(slots=True)
 class EventBus:
     _subscribers: list[Callable[[Event], Any]] = field(default_factory=list)

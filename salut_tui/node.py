@@ -12,6 +12,7 @@ cluster through `LocalNode`, both narrow protocols.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -27,6 +28,7 @@ from salut_tui.api.auth import key_matches
 from salut_tui.blas import detect_active_blas
 from salut_tui.cluster import routes as cluster_routes
 from salut_tui.cluster.cluster import Cluster
+from salut_tui.cluster.pull import PullProgress
 from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.engine import Engine
@@ -35,7 +37,8 @@ from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.memory import memory_status
 from salut_tui.engine.registry import ModelRegistry
 from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
-from salut_tui.events import EventBus
+from salut_tui.events import Event, EventBus, KeepAliveChanged, ModelLoaded, ModelUnloaded
+from salut_tui.keepalive import KeepAlive, parse_keep_alive
 from salut_tui.routing import (
     LoadLocally,
     Local,
@@ -50,11 +53,15 @@ from salut_tui.shutdown import ShutdownGate
 from salut_tui.startup import log_start_hints
 from salut_tui.stream_events import with_stream_events
 from salut_tui.supervisor import Supervisor
+from salut_tui.transfer.manifest import TransferError
+from salut_tui.transfers import Transfers
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 
 __all__ = ["ModelInfo", "Node", "NodeStats"]
 
 log = logging.getLogger(__name__)
+
+IDLE_CHECK = 0.5  # seconds between looks for models idle past their keep-alive
 
 
 class Node:
@@ -79,6 +86,9 @@ class Node:
         self._tasks = Supervisor("node")
         self._stopping = False
         self.gate = ShutdownGate()  # closed by shutdown.drain: new requests get 503
+        self.keep_alive = KeepAlive(parse_keep_alive(settings.keep_alive))
+        self.transfers = Transfers(self.events)
+        self.events.subscribe(self._on_model_event)
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self, *, preload: list[str] | None = None) -> None:
@@ -104,6 +114,7 @@ class Node:
             self.port,
         )
         log.info("BLAS in use: %s", self.blas)
+        self._tasks.keep_running(self._unload_idle, name="idle unload")
         preload = preload if preload is not None else self.settings.preload
         log_start_hints(self.settings, self.engine is not None, preload, self.registry)
         for model_id in preload:
@@ -132,15 +143,47 @@ class Node:
 
     # ---- models ------------------------------------------------------------------------
     async def load_model(
-        self, model_id: str, *, force: bool = False, source: Path | None = None
+        self,
+        model_id: str,
+        *,
+        force: bool = False,
+        source: Path | None = None,
+        keep_alive: str | int | float | None = None,
     ) -> LoadedModelInfo:
+        """Load a model here; `keep_alive` (a duration, seconds, -1) overrides the configured
+        idle time for this load."""
         if self.engine is None:
             raise ModelError(
                 "this node runs in client-only mode and loads no models",
                 status=409,
                 code="client_only",
             )
-        return await self.engine.load(model_id, force=force, source=source)
+        try:
+            seconds = parse_keep_alive(keep_alive) if keep_alive is not None else None
+        except ValueError as exc:
+            raise ModelError(str(exc), status=400, code="invalid_keep_alive") from None
+        info = await self.engine.load(model_id, force=force, source=source)
+        if keep_alive is not None:
+            self.keep_alive.loaded(model_id, time.monotonic(), seconds)
+            self.events.publish(KeepAliveChanged(model_id))
+        return info
+
+    def _on_model_event(self, event: Event) -> None:
+        if isinstance(event, ModelLoaded):
+            self.keep_alive.loaded(event.model_id, time.monotonic())
+        elif isinstance(event, ModelUnloaded):
+            self.keep_alive.unloaded(event.model_id)
+
+    async def _unload_idle(self) -> None:
+        """Unload every model nobody used for its keep-alive; the next request loads it again."""
+        while True:
+            await asyncio.sleep(IDLE_CHECK)
+            for model_id in self.keep_alive.expired(time.monotonic()):
+                if self.engine is not None and self.engine.is_loaded(model_id):
+                    log.info("unloading %s: idle for its keep-alive", model_id)
+                    with contextlib.suppress(ModelError):  # unloaded by hand meanwhile
+                        await self.engine.unload(model_id)
+                self.keep_alive.unloaded(model_id)
 
     async def unload_model(self, model_id: str) -> None:
         if self.engine is None:
@@ -166,17 +209,55 @@ class Node:
             return await self.engine.run_on_mlx_thread(convert)
         return await asyncio.to_thread(convert)
 
+    def locate_model(self, model_id: str) -> Path | None:
+        return self.registry.locate(model_id)
+
+    # ---- models on peers ---------------------------------------------------------------
+    def pull_model(self, model_id: str, peer: str | None = None) -> str:
+        """Start copying a model from a paired peer (`peer`: id, prefix or name; None: any that
+        has it); returns the transfer id to follow in `self.transfers`."""
+        running = self.transfers.running("pull", model_id)
+        if running is not None:
+            return running.id
+        transfer_id = self.transfers.start("pull", model_id, peer or "")
+        self._tasks.spawn(self._pull(transfer_id, model_id, peer), name=f"pull {model_id}")
+        return transfer_id
+
+    async def _pull(self, transfer_id: str, model_id: str, peer: str | None) -> None:
+        if self.cluster is None:
+            self.transfers.fail(transfer_id, "this node runs solo: it has no peers to copy from")
+            return
+
+        def report(p: PullProgress) -> None:
+            self.transfers.update(transfer_id, p.done, p.total, p.received, p.stage)
+
+        try:
+            path = await self.cluster.pull(model_id, peer, report)
+        except TransferError as exc:
+            log.warning("pull of %s failed: %s", model_id, exc)
+            self.transfers.fail(transfer_id, str(exc))
+            return
+        except OSError as exc:
+            self.transfers.fail(transfer_id, f"cannot write the copy: {exc.strerror or exc}")
+            return
+        log.info("pulled %s into %s", model_id, path)
+        self.transfers.finish(transfer_id, str(path))
+
     def local_models(self) -> list[ModelInfo]:
         """Models this node has loaded, then the ones it could load."""
         loaded = {m.model_id: m for m in (self.engine.loaded() if self.engine else [])}
         name = self.settings.display_name()
+        now = time.monotonic()
         out = [
-            ModelInfo(m.model_id, "local", True, m.size_bytes, m.memory_bytes, (name,))
+            ModelInfo(
+                m.model_id, "local", True, m.size_bytes, m.memory_bytes, (name,), here=True,
+                keep_alive_left=self.keep_alive.time_left(m.model_id, now),
+            )
             for m in loaded.values()
-        ]
+        ]  # fmt: skip
         if self.engine is not None:
             out += [
-                ModelInfo(e.model_id, "local", False, e.size_bytes)
+                ModelInfo(e.model_id, "local", False, e.size_bytes, here=True)
                 for e in self.registry.available()
                 if e.model_id not in loaded
             ]
@@ -293,9 +374,16 @@ class Node:
             yield exc.to_error()
             return
         self._in_flight += 1
+        local = served_by == "local"
+        if local:  # the model is in use: its idle time starts again when this request ends
+            given = request.keep_alive
+            keep: float | str | None = "unset" if given is None else None if given < 0 else given
+            self.keep_alive.began(request.model, time.monotonic(), keep)
         try:
             async with aclosing(with_stream_events(self.events, request, served_by, chunks)) as out:
                 async for chunk in out:
                     yield chunk
         finally:
             self._in_flight -= 1
+            if local:
+                self.keep_alive.ended(request.model, time.monotonic())

@@ -26,6 +26,9 @@ class ModelInfo:
     size_bytes: int | None = None
     memory_bytes: int | None = None
     nodes: tuple[str, ...] = ()  # names of the nodes that hold it loaded
+    here: bool = False  # its files are on this node (or it is loaded here)
+    peers_with_files: tuple[str, ...] = ()  # names of the peers that could load it
+    keep_alive_left: float | None = None  # loaded here: seconds until idle unload (None: kept)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from salut_tui.engine.sampling_contract import (
 )
 from salut_tui.engine.stops import normalize_stops
 from salut_tui.engine.types import GenerationRequest, SamplingParams
+from salut_tui.keepalive import parse_keep_alive
 
 MAX_MODEL_ID_LENGTH = 512  # longer than any hub id or local path a node serves
 
@@ -112,6 +113,21 @@ class _SamplingBody(BaseModel):
     seed: int | None = _bounded(SEED)
     stream_options: StreamOptions | None = None
     n: int | None = None
+    keep_alive: str | int | float | None = None
+
+    @field_validator("keep_alive")
+    @classmethod
+    def _keep_alive(cls, value: str | int | float | None) -> str | int | float | None:
+        if value is not None:
+            parse_keep_alive(value)
+        return value
+
+    def keep_alive_seconds(self) -> float | None:
+        """The request's keep-alive in seconds (-1.0: keep loaded), None when not given."""
+        if self.keep_alive is None:
+            return None
+        seconds = parse_keep_alive(self.keep_alive)
+        return -1.0 if seconds is None else seconds
 
     @field_validator("stop")
     @classmethod
@@ -164,6 +180,7 @@ class ChatCompletionBody(_SamplingBody):
             messages=tuple(m.as_template_message() for m in self.messages),
             sampling=self.sampling(),
             client=client,
+            keep_alive=self.keep_alive_seconds(),
         )
 
 
@@ -184,6 +201,7 @@ class CompletionBody(_SamplingBody):
             prompt=prompt,
             sampling=self.sampling(),
             client=client,
+            keep_alive=self.keep_alive_seconds(),
         )
 
 

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -25,9 +26,20 @@ from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
 from salut_tui.cluster.local import LocalNode
+from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ, ModelFiles
 from salut_tui.cluster.models import merge_models
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
 from salut_tui.cluster.proxy import GENERATE, generate_remote, serve_generate
+from salut_tui.cluster.pull import Report, pull_model
+from salut_tui.cluster.remote_models import (
+    MODEL_LOAD,
+    MODEL_UNLOAD,
+    RemoteLoadResult,
+    load_remote,
+    serve_load,
+    serve_unload,
+    unload_remote,
+)
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus, PairingChanged, PeersChanged
@@ -38,6 +50,7 @@ from salut_tui.pairing.service import PairingService, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
+from salut_tui.transfer.manifest import TransferError
 from salut_tui.views import ClusterView, ModelInfo, PeerView
 
 log = logging.getLogger(__name__)
@@ -80,6 +93,7 @@ class Cluster:
         self._links: set[PeerLink] = set()  # every live link, attached or not yet
         self._stopping = False
         self._available: tuple[float, list[str]] = (float("-inf"), [])
+        self.model_files = ModelFiles(local.locate_model)
 
     @property
     def node_id(self) -> str:
@@ -232,9 +246,18 @@ class Cluster:
         initiator: bool,
     ) -> PeerLink:
         def handler(method: str, body: dict) -> AsyncIterator[bytes]:
-            if method != GENERATE:
-                raise ValueError(f"unknown peer method {method!r}")
-            return serve_generate(self.local, peer.name, body)
+            # Every method here is open to this one paired peer only (the link proved who it is).
+            if method == GENERATE:
+                return serve_generate(self.local, peer.name, body)
+            if method == MODEL_MANIFEST:
+                return self.model_files.manifest(body)
+            if method == MODEL_READ:
+                return self.model_files.read(body)
+            if method == MODEL_LOAD:
+                return serve_load(self.local, self.events, body)
+            if method == MODEL_UNLOAD:
+                return serve_unload(self.local, body)
+            raise ValueError(f"unknown peer method {method!r}")
 
         return PeerLink(
             ws, cipher, peer=peer, initiator=initiator, handler=handler, state=self.local_state,
@@ -341,6 +364,62 @@ class Cluster:
         records = [r for i in candidates if (r := self.table.get(i)) is not None]
         return generate_remote(request, [(r.name, _link_of(r)) for r in records])
 
+    # ---- models on peers: copy, load, unload ------------------------------------------------
+    def linked_peer(self, peer_ref: str) -> PeerLink:
+        """The link to a paired peer named by id, id prefix or name; TransferError in words
+        when there is no such paired peer or it is not reachable now."""
+        record = self.table.find(peer_ref)
+        if record is None or not record.paired or record.node_id not in self.trust:
+            raise TransferError(
+                f"'{peer_ref}' is not a paired peer: pair with it first (salut pair)"
+            )
+        if record.link is None or not record.linked:
+            raise TransferError(f"{record.name} is paired but not reachable now")
+        return record.link
+
+    def holder_of(self, model_id: str) -> str | None:
+        """A reachable paired peer that has the model's files (loaded ones first)."""
+        ok = [r for r in self.table.all() if r.paired and r.health == "ok"]
+        for record in sorted(ok, key=lambda r: model_id not in r.known_loaded):
+            if model_id in r_models(record):
+                return record.node_id
+        return None
+
+    async def pull(self, model_id: str, peer_ref: str | None, report: Report) -> Path:
+        """Copy a model's files from a paired peer into this node's models dir."""
+        ref = peer_ref or self.holder_of(model_id)
+        if ref is None:
+            raise TransferError(f"no reachable paired peer has the model '{model_id}'")
+        path = await pull_model(
+            self.linked_peer(ref), model_id, self.settings.models_path(), report
+        )
+        self._available = (float("-inf"), [])  # tell peers at the next tick
+        return path
+
+    async def load_on(
+        self,
+        peer_ref: str,
+        model_id: str,
+        *,
+        keep_alive: object = None,
+        force: bool = False,
+        on_progress: Callable[[float, str], None] = lambda _f, _s: None,
+    ) -> RemoteLoadResult:
+        try:
+            link = self.linked_peer(peer_ref)
+        except TransferError as exc:
+            return RemoteLoadResult(False, str(exc), "peer_not_found", 404)
+        return await load_remote(
+            link, model_id, keep_alive=keep_alive, force=force, on_progress=on_progress
+        )
+
+    async def unload_on(self, peer_ref: str, model_id: str) -> RemoteLoadResult:
+        try:
+            link = self.linked_peer(peer_ref)
+        except TransferError as exc:
+            return RemoteLoadResult(False, str(exc), "peer_not_found", 404)
+        return await unload_remote(link, model_id)
+
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
         healthy = [(r.name, r.state) for r in self.table.all() if r.health == "ok"]
         return merge_models(local, healthy)
@@ -395,6 +474,11 @@ class Cluster:
         if link is not None:
             await link.close()
         return trusted
+
+
+def r_models(record: PeerRecord) -> frozenset[str]:
+    """The models whose files a peer said it has (loaded or loadable)."""
+    return record.known_loaded | record.known_available
 
 
 def _link_of(record: PeerRecord) -> Callable[[], PeerLink | None]:

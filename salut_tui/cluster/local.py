@@ -8,10 +8,16 @@ may pass anything else that does.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from pathlib import Path
 from typing import Protocol
 
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.views import ModelInfo, NodeStats, SelfView
+
+
+class LoadedModel(Protocol):
+    @property
+    def memory_bytes(self) -> int: ...
 
 
 class LocalNode(Protocol):
@@ -32,6 +38,18 @@ class LocalNode(Protocol):
         ...
 
     def self_view(self) -> SelfView: ...
+
+    def locate_model(self, model_id: str) -> Path | None:
+        """The directory of a model whose files are on this node (what a peer may copy)."""
+        ...
+
+    async def load_model(
+        self, model_id: str, *, force: bool = False, keep_alive: str | int | float | None = None
+    ) -> LoadedModel:
+        """Load a model here (a peer asked); ModelError when it cannot (e.g. 507: no room)."""
+        ...
+
+    async def unload_model(self, model_id: str) -> None: ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
         """Serve a request; one a peer forwarded has `forwarded=True` and is served here."""

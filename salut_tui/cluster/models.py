@@ -10,16 +10,18 @@ from salut_tui.views import ModelInfo
 def merge_models(local: list[ModelInfo], peers: list[tuple[str, dict]]) -> list[ModelInfo]:
     """Every model once per id: local ones first (owned_by "local"), then peers' (owned_by the
     first peer's name). `nodes` lists every node holding it loaded; `loaded` is true when any
-    node has it loaded."""
+    node has it loaded; `peers_with_files` lists the peers that have its files (loaded or not),
+    which is where a copy can come from."""
     merged: dict[str, ModelInfo] = {m.id: m for m in local}
     for peer_name, state in peers:
-        for model_id in state.get("loaded_models", []):
+        loaded = list(state.get("loaded_models", []))
+        for model_id in loaded + list(state.get("available_models", [])):
             known = merged.get(model_id)
             if known is None:
-                merged[model_id] = ModelInfo(model_id, peer_name, True, nodes=(peer_name,))
-            elif peer_name not in known.nodes:
-                merged[model_id] = replace(known, loaded=True, nodes=(*known.nodes, peer_name))
-        for model_id in state.get("available_models", []):
-            if model_id not in merged:
-                merged[model_id] = ModelInfo(model_id, peer_name, False)
+                known = ModelInfo(model_id, peer_name, False)
+            if peer_name not in known.peers_with_files:
+                known = replace(known, peers_with_files=(*known.peers_with_files, peer_name))
+            if model_id in loaded and peer_name not in known.nodes:
+                known = replace(known, loaded=True, nodes=(*known.nodes, peer_name))
+            merged[model_id] = known
     return list(merged.values())

@@ -47,7 +47,16 @@ def request_from_json(body: dict) -> GenerationRequest:
         client=str(body.get("client", "")),
         forwarded=bool(body.get("forwarded", False)),
         bearer=str(body["bearer"]) if body.get("bearer") is not None else None,
+        keep_alive=_keep_alive(body.get("keep_alive")),
     )
+
+
+def _keep_alive(value: object) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise ValueError("keep_alive must be a number of seconds")
+    return float(value)
 
 
 def chunk_to_bytes(chunk: Chunk) -> bytes:

@@ -162,7 +162,7 @@ def _scan_models_dir(root: Path) -> list[tuple[str, Path]]:
         return []
     found = []
     for first in sorted(root.iterdir()):
-        if not first.is_dir():
+        if not first.is_dir() or first.name.startswith("."):  # e.g. .incoming: copies under way
             continue
         if "--" in first.name and is_model_dir(first):
             org, name = first.name.split("--", 1)

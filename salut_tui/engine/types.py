@@ -56,6 +56,9 @@ class GenerationRequest:
     # The client's bearer token as it reached the first node. It travels (inside the encrypted
     # peer link) with a forwarded request so that the node serving it checks its own API key.
     bearer: str | None = field(default=None, repr=False)
+    # The request's own keep-alive for its model, in seconds (negative: keep it loaded); None
+    # when the request gives none (the model keeps the one it was loaded with).
+    keep_alive: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

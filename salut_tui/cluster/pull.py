@@ -1,0 +1,246 @@
+"""The receiver's side of a model copy: fetch the missing pieces from a peer, several at once,
+write them into a staging directory, verify every file against the sender's SHA-256, and only
+then move the directory to where the registry finds models.
+
+Staging: `<models_dir>/.incoming/<org>--<name>/` holds `<file>.part` (pieces at their offsets),
+`<file>` once verified, and the resume state (`.salut-manifest.json`, `.salut-pieces.log`). The
+registry skips dot directories, and the final `rename` is atomic, so a partial copy is never
+loadable. Run the pull again after an interruption: it goes on from the pieces it has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
+from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ
+from salut_tui.transfer.manifest import Manifest, TransferError, check_name, sha256_file
+from salut_tui.transfer.plan import (
+    PIECE_SIZE,
+    Piece,
+    ResumeState,
+    bytes_of,
+    check_space,
+    log_line,
+    missing_pieces,
+    parse_log,
+    resume,
+    staging_name,
+)
+
+INCOMING = ".incoming"
+MANIFEST_FILE = ".salut-manifest.json"
+LOG_FILE = ".salut-pieces.log"
+IN_FLIGHT = 4  # pieces fetched at once
+
+
+@dataclass(frozen=True, slots=True)
+class PullProgress:
+    done: int  # bytes of the model on disk here (earlier attempts included)
+    total: int
+    received: int  # bytes received in this attempt
+    stage: str  # "manifest", "copying", "verifying", "done"
+
+
+Report = Callable[[PullProgress], None]
+
+
+def final_directory(models_root: Path, model_id: str) -> Path:
+    parts = model_id.split("/")
+    if len(parts) != 2 or any(p in ("", ".", "..") or p.startswith(".") for p in parts):
+        raise TransferError(f"'{model_id}' is not an org/name model id")
+    return models_root / parts[0] / parts[1]
+
+
+async def pull_model(
+    link: PeerLink,
+    model_id: str,
+    models_root: Path,
+    report: Report = lambda _p: None,
+    *,
+    in_flight: int = IN_FLIGHT,
+    piece_size: int = PIECE_SIZE,
+) -> Path:
+    """Copy `model_id` from the peer at the other end of `link`; its directory here."""
+    final = final_directory(models_root, model_id)
+    if final.exists():
+        raise TransferError(f"{final} already exists: the model is on this node already")
+    report(PullProgress(0, 0, 0, "manifest"))
+    try:
+        manifest = Manifest.from_json(await link.request(MODEL_MANIFEST, {"model": model_id}))
+    except RemoteError as exc:
+        raise TransferError(f"{link.peer.name}: {exc}") from None
+    except (LinkLost, ConnectionError):
+        raise TransferError(f"{link.peer.name} went away before the copy began") from None
+    staging = models_root / INCOMING / staging_name(model_id)
+    state, pieces = await asyncio.to_thread(_prepare, staging, manifest, piece_size)
+    check_space(bytes_of(pieces), shutil.disk_usage(staging).free)
+    copier = _Copier(link, model_id, manifest, staging, pieces, state.verified, report)
+    await copier.run(in_flight)
+    await asyncio.to_thread(_publish, staging, final)
+    report(PullProgress(manifest.total_bytes, manifest.total_bytes, copier.received, "done"))
+    return final
+
+
+def _prepare(staging: Path, manifest: Manifest, piece_size: int) -> tuple[ResumeState, list[Piece]]:
+    """Read what an earlier attempt left, drop what no longer matches, record the manifest."""
+    staging.mkdir(parents=True, exist_ok=True)
+    old = None
+    with contextlib.suppress(OSError, ValueError, TransferError):
+        old = Manifest.from_json(json.loads((staging / MANIFEST_FILE).read_text()))
+    logged = set()
+    with contextlib.suppress(OSError):
+        logged = parse_log((staging / LOG_FILE).read_text())
+    verified = {
+        f.name for f in manifest.files
+        if (staging / f.name).is_file() and (staging / f.name).stat().st_size == f.size
+    }  # fmt: skip
+    state = resume(old, manifest, logged, verified)
+    wanted = {f.name for f in manifest.files}
+    for path in staging.iterdir():  # whatever no longer counts goes
+        name = path.name.removesuffix(".part")
+        if path.name in (MANIFEST_FILE, LOG_FILE):
+            continue
+        stale_part = path.name.endswith(".part") and not any(n == name for n, _ in state.done)
+        if name not in wanted or (path.name == name and name not in state.verified) or stale_part:
+            path.unlink()
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json()))
+    (staging / LOG_FILE).write_text("".join(f"{i} {n}\n" for n, i in sorted(state.done)))
+    return state, missing_pieces(manifest, state, piece_size)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    for name in (MANIFEST_FILE, LOG_FILE):
+        (staging / name).unlink(missing_ok=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staging, final)
+
+
+class _Copier:
+    def __init__(
+        self,
+        link: PeerLink,
+        model_id: str,
+        manifest: Manifest,
+        staging: Path,
+        pieces: list[Piece],
+        verified: frozenset[str],
+        report: Report,
+    ) -> None:
+        self.link, self.model_id, self.manifest = link, model_id, manifest
+        self.staging, self.report = staging, report
+        self.queue: asyncio.Queue[Piece] = asyncio.Queue()
+        for piece in pieces:
+            self.queue.put_nowait(piece)
+        self.left: dict[str, int] = {}  # pieces still to come per file
+        for piece in pieces:
+            self.left[piece.name] = self.left.get(piece.name, 0) + 1
+        self.verified = set(verified)
+        self.received = 0
+        self.done = manifest.total_bytes - bytes_of(pieces)
+        self.fds: dict[str, int] = {}
+        self.log = (staging / LOG_FILE).open("a")
+        self.checks: list[asyncio.Task] = []
+        self._last_report = 0.0
+
+    async def run(self, in_flight: int) -> None:
+        try:
+            for name in [f.name for f in self.manifest.files if f.name not in self.verified]:
+                if self.left.get(name, 0) == 0:  # every piece came in an earlier attempt
+                    self.checks.append(asyncio.ensure_future(self._verify(name)))
+            workers = [asyncio.ensure_future(self._work()) for _ in range(in_flight)]
+            try:
+                await asyncio.gather(*workers)
+                self.report(self._progress("verifying"))
+                await asyncio.gather(*self.checks)
+            finally:
+                for task in workers + self.checks:
+                    task.cancel()
+                await asyncio.gather(*workers, *self.checks, return_exceptions=True)
+        finally:
+            self.log.close()
+            for fd in self.fds.values():
+                os.close(fd)
+
+    def _progress(self, stage: str) -> PullProgress:
+        return PullProgress(self.done, self.manifest.total_bytes, self.received, stage)
+
+    def _fd(self, name: str) -> int:
+        if name not in self.fds:
+            path = self.staging / f"{check_name(name)}.part"
+            self.fds[name] = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        return self.fds[name]
+
+    async def _work(self) -> None:
+        while not self.queue.empty():
+            piece = self.queue.get_nowait()
+            await self._fetch(piece)
+            self.log.write(log_line(piece))
+            self.log.flush()
+            self.left[piece.name] -= 1
+            if self.left[piece.name] == 0:
+                self.checks.append(asyncio.ensure_future(self._verify(piece.name)))
+
+    async def _fetch(self, piece: Piece) -> None:
+        fd = self._fd(piece.name)
+        body = {
+            "model": self.model_id, "name": piece.name, "offset": piece.offset,
+            "length": piece.length,
+        }  # fmt: skip
+        offset = piece.offset
+        try:
+            stream = await self.link.open(MODEL_READ, body)
+            try:
+                async for payload in stream:
+                    if offset + len(payload) > piece.offset + piece.length:
+                        raise TransferError(f"{self.link.peer.name} sent more than was asked")
+                    await asyncio.to_thread(os.pwrite, fd, payload, offset)
+                    offset += len(payload)
+                    self.received += len(payload)
+                    self.done += len(payload)
+                    now = time.monotonic()
+                    if now - self._last_report > 0.1:
+                        self._last_report = now
+                        self.report(self._progress("copying"))
+            finally:
+                await stream.aclose()
+        except RemoteError as exc:
+            raise TransferError(f"{self.link.peer.name}: {exc}") from None
+        except (LinkLost, ConnectionError):
+            raise TransferError(
+                f"{self.link.peer.name} went away during the copy; run the pull again to go on"
+            ) from None
+        if offset != piece.offset + piece.length:
+            raise TransferError(f"{self.link.peer.name} sent a short piece of {piece.name}")
+
+    async def _verify(self, name: str) -> None:
+        entry = self.manifest.entry(name)
+        assert entry is not None
+        part = self.staging / f"{name}.part"
+        if entry.size == 0 and not part.exists():
+            part.touch()
+        digest = await asyncio.to_thread(sha256_file, part)
+        if digest != entry.sha256:
+            await asyncio.to_thread(self._drop, name)
+            raise TransferError(
+                f"{name} does not match the sender's SHA-256 (damaged on the way or on disk); "
+                "it was thrown away: run the pull again"
+            )
+        os.replace(part, self.staging / name)
+        self.verified.add(name)
+
+    def _drop(self, name: str) -> None:
+        (self.staging / f"{name}.part").unlink(missing_ok=True)
+        text = (self.staging / LOG_FILE).read_text()
+        kept = [
+            line for line in text.splitlines(keepends=True) if line.split(" ", 1)[-1] != f"{name}\n"
+        ]
+        (self.staging / LOG_FILE).write_text("".join(kept))
