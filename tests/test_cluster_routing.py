@@ -25,7 +25,9 @@ def test_merge_lists_each_model_once_with_its_holders() -> None:
     assert merged["x"].owned_by == "local" and merged["x"].loaded and merged["x"].nodes == ("C",)
     assert merged["b-only"].owned_by == "B" and merged["b-only"].nodes == ("B", "C")
     assert merged["b-disk"] == ModelInfo("b-disk", "B", False, peers_with_files=("B",))
-    assert merged["b-only"].peers_with_files == ("B",) and merged["x"].peers_with_files == ("C",)
+    assert merged["b-only"].peers_with_files == ("B", "C") and merged["x"].peers_with_files == (
+        "C",
+    )
     assert merged["m"].peers_with_files == ("B",)
 
 

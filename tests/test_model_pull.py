@@ -87,7 +87,9 @@ async def test_a_pulls_the_model_and_serves_it_the_same(nodes: tuple[Node, Node]
     # Served here now, with the same greedy tokens as the sender gives.
     here, there = await greedy(a, MODEL), await greedy(b, MODEL)
     assert a.engine is not None and a.engine.is_loaded(MODEL)
-    assert here == there and isinstance(here[-1], Finish) and any(isinstance(c, Token) for c in here)
+    assert (
+        here == there and isinstance(here[-1], Finish) and any(isinstance(c, Token) for c in here)
+    )
 
 
 async def test_an_interrupted_copy_resumes_with_what_it_has(nodes: tuple[Node, Node]) -> None:
@@ -135,7 +137,7 @@ async def test_reads_outside_the_model_directory_are_refused(nodes: tuple[Node, 
     link = link_to_b(a, b)
     secret = b.settings.data_path() / "identity.key"
     for name in ("../../../data/identity.key", str(secret), "..", ".hidden.json", "run.py"):
-        with pytest.raises(RemoteError, match="refused file name|not a file"):
+        with pytest.raises(RemoteError, match=r"refused file name|not a file"):
             await link.request(
                 MODEL_READ, {"model": MODEL, "name": name, "offset": 0, "length": 10}
             )
