@@ -26,9 +26,12 @@ from salut_tui import __version__
 from salut_tui.api.app import create_app
 from salut_tui.api.auth import key_matches
 from salut_tui.blas import detect_active_blas
+from salut_tui.cluster import model_routes
 from salut_tui.cluster import routes as cluster_routes
 from salut_tui.cluster.cluster import Cluster
+from salut_tui.cluster.model_routes import local_load_progress, local_result
 from salut_tui.cluster.pull import PullProgress
+from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.engine import Engine
@@ -99,6 +102,7 @@ class Node:
         app = create_app(self)
         if self.cluster is not None:  # peer and control routes beside /v1
             cluster_routes.install(app, self.cluster)
+            model_routes.install(app, self)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -242,6 +246,51 @@ class Node:
             return
         log.info("pulled %s into %s", model_id, path)
         self.transfers.finish(transfer_id, str(path))
+
+    def _is_me(self, peer: str | None) -> bool:
+        if peer is None or peer in ("", "local", self.settings.display_name()):
+            return True
+        return self.cluster is not None and self.cluster.node_id.startswith(peer)
+
+    async def load_on(
+        self,
+        peer: str | None,
+        model_id: str,
+        *,
+        keep_alive: str | int | float | None = None,
+        force: bool = False,
+        on_progress: Callable[[float, str], None] = lambda _f, _s: None,
+    ) -> RemoteLoadResult:
+        """Load a model here (`peer` None or this node) or on a paired peer, which runs its own
+        memory check; the answer is in words either way."""
+        if not self._is_me(peer):
+            if self.cluster is None:
+                return RemoteLoadResult(False, "this node runs solo: it has no peers", "solo", 409)
+            return await self.cluster.load_on(
+                str(peer), model_id, keep_alive=keep_alive, force=force, on_progress=on_progress
+            )
+        unsubscribe = local_load_progress(self.events, model_id, on_progress)
+        try:
+            info = await self.load_model(model_id, force=force, keep_alive=keep_alive)
+        except ModelError as exc:
+            return local_result(exc)
+        finally:
+            unsubscribe()
+        return RemoteLoadResult(
+            True, f"loaded {model_id} on {self.settings.display_name()} "
+            f"({info.memory_bytes / 1e6:.1f} MB)"
+        )  # fmt: skip
+
+    async def unload_on(self, peer: str | None, model_id: str) -> RemoteLoadResult:
+        if not self._is_me(peer):
+            if self.cluster is None:
+                return RemoteLoadResult(False, "this node runs solo: it has no peers", "solo", 409)
+            return await self.cluster.unload_on(str(peer), model_id)
+        try:
+            await self.unload_model(model_id)
+        except ModelError as exc:
+            return local_result(exc)
+        return RemoteLoadResult(True, f"unloaded {model_id} on {self.settings.display_name()}")
 
     def local_models(self) -> list[ModelInfo]:
         """Models this node has loaded, then the ones it could load."""

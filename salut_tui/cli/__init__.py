@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from salut_tui import __version__
 from salut_tui.cli.cluster import add_cluster_subcommands
+from salut_tui.cli.models import add_model_subcommands
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
 from salut_tui.pairing.files import DataFileError
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--revision", help="branch, tag or commit (default: main)")
     dl.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
     add_cluster_subcommands(sub)
+    add_model_subcommands(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,36 @@ def call_control(
     timeout: float = 30.0,
 ) -> Any:
     """One control request to the node whose data dir is `data_dir`; its JSON answer."""
+    with _open(data_dir, method, path, body, host, port, timeout) as response:
+        return json.loads(response.read())
+
+
+def stream_control(
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    timeout: float = 600.0,
+) -> Iterator[dict]:
+    """A control request answered with one JSON object per line (progress), as they come."""
+    with _open(data_dir, method, path, body, host, port, timeout) as response:
+        for line in response:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _open(
+    data_dir: Path,
+    method: str,
+    path: str,
+    body: dict | None,
+    host: str | None,
+    port: int | None,
+    timeout: float,
+) -> Any:
     token_file = data_dir / CONTROL_TOKEN_FILE
     try:
         host_text, port_text, token = token_file.read_text().split()
@@ -49,8 +80,7 @@ def call_control(
         headers={CONTROL_HEADER: token, "Content-Type": "application/json"},
     )  # fmt: skip
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read())["error"]["message"]

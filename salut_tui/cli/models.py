@@ -1,0 +1,140 @@
+"""`salut models`, `salut pull MODEL [--from PEER]`, `salut load MODEL [--on PEER]`,
+`salut unload MODEL [--on PEER]`: models across the cluster, driven through a running node's
+control routes (`cluster/model_routes.py`), with progress bars drawn here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from salut_tui.cli.cluster import _run, _target_options
+from salut_tui.cluster.control import CommandError, call_control, stream_control
+from salut_tui.config import Settings
+from salut_tui.keepalive import describe
+from salut_tui.transfer.progress import Snapshot, bar_line, human_bytes
+
+
+def add_model_subcommands(subparsers: argparse._SubParsersAction) -> None:
+    models = subparsers.add_parser(
+        "models", help="list the cluster's models: where each lives and where it is loaded"
+    )
+    _target_options(models)
+    models.set_defaults(func=cmd_models)
+    pull = subparsers.add_parser(
+        "pull", help="copy a model from a paired peer into this node's models dir (resumable)"
+    )
+    _target_options(pull)
+    pull.add_argument("model", metavar="ORG/NAME")
+    pull.add_argument(
+        "--from", dest="peer", default=None, help="the peer to copy from (default: one that has it)"
+    )
+    pull.set_defaults(func=cmd_pull)
+    for verb, helptext in (
+        ("load", "load a model on this node or on a paired peer (--on PEER)"),
+        ("unload", "unload a model on this node or on a paired peer (--on PEER)"),
+    ):
+        sub = subparsers.add_parser(verb, help=helptext)
+        _target_options(sub)
+        sub.add_argument("model", metavar="MODEL")
+        sub.add_argument("--on", default=None, metavar="PEER", help="a paired peer (name or id)")
+        if verb == "load":
+            sub.add_argument(
+                "--keep-alive", default=None, help="idle time before unload: 5m, 1h, -1 (kept)"
+            )
+            sub.add_argument("--force", action="store_true", help="load past the memory check")
+            sub.set_defaults(func=cmd_load)
+        else:
+            sub.set_defaults(func=cmd_unload)
+
+
+def _stream(args: argparse.Namespace, settings: Settings, path: str, body: dict) -> Iterator[dict]:
+    return stream_control(settings.data_path(), "POST", path, body, host=args.host, port=args.port)
+
+
+def _draw(line: str, end: str = "") -> None:
+    width = 100
+    print(f"\r{line[:width]:<{width}}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
+    def go() -> None:
+        last: dict[str, Any] = {}
+        for view in _stream(
+            args, settings, "/models/pull", {"model": args.model, "from": args.peer}
+        ):
+            last = view
+            snap = Snapshot(view["done"], view["total"], view["rate"], view["eta"])
+            label = f"{args.model} <- {view['source'] or 'peer'}"
+            _draw(bar_line(label, snap) if view["total"] else f"{label}: {view['stage']}")
+        print(file=sys.stderr)
+        if last.get("state") != "done":
+            raise CommandError(f"pull failed: {last.get('message') or 'no answer'}")
+        print(
+            f"{args.model} is in {last['message']} ({human_bytes(last['received'])} copied, "
+            f"{human_bytes(last['total'])} in all)"
+        )
+
+    return _run(go)
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    def go() -> None:
+        body = {"model": args.model, "on": args.on, "keep_alive": args.keep_alive,
+                "force": args.force}  # fmt: skip
+        started = time.monotonic()
+        result: dict[str, Any] = {}
+        for answer in _stream(args, settings, "/models/load", body):
+            if "progress" in answer:
+                snap = Snapshot(int(answer["progress"] * 1000), 1000, 0.0, None)
+                filled = int(snap.fraction * 30)
+                _draw(
+                    f"loading {args.model} [{'#' * filled}{'.' * (30 - filled)}] "
+                    f"{snap.fraction * 100:3.0f}% {answer.get('stage', '')} "
+                    f"({time.monotonic() - started:.0f} s)"
+                )
+            else:
+                result = answer
+        print(file=sys.stderr)
+        if not result.get("ok"):
+            raise CommandError(result.get("message") or "the load failed")
+        print(result["message"])
+
+    return _run(go)
+
+
+def cmd_unload(args: argparse.Namespace, settings: Settings) -> int:
+    def go() -> None:
+        result = call_control(
+            settings.data_path(), "POST", "/models/unload", {"model": args.model, "on": args.on},
+            host=args.host, port=args.port,
+        )  # fmt: skip
+        if not result.get("ok"):
+            raise CommandError(result.get("message") or "the unload failed")
+        print(result["message"])
+
+    return _run(go)
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    def go() -> None:
+        body = call_control(settings.data_path(), "GET", "/models", host=args.host, port=args.port)
+        print(f"{'MODEL':<44} {'FILES ON':<24} {'LOADED ON':<20} {'IDLE UNLOAD':<12}")
+        for m in body["models"]:
+            holders = (["this node"] if m["here"] else []) + list(m["peers_with_files"])
+            left = describe(m["keep_alive_left"]) if m["here"] and m["loaded"] else "-"
+            if m["here"] and m["loaded"] and m["keep_alive_left"] is not None:
+                left = f"in {left}"
+            print(
+                f"{m['id']:<44} {', '.join(holders) or '-':<24} "
+                f"{', '.join(m['nodes']) or '-':<20} {left:<12}"
+            )
+        running = [t for t in body["transfers"] if t["state"] == "running"]
+        for t in running:
+            snap = Snapshot(t["done"], t["total"], t["rate"], t["eta"])
+            print(bar_line(f"{t['kind']} {t['model']}", snap))
+
+    return _run(go)
