@@ -186,7 +186,8 @@ class Node:
                 if self.engine is not None and self.engine.is_loaded(model_id):
                     log.info("unloading %s: idle for its keep-alive", model_id)
                     with contextlib.suppress(ModelError):  # unloaded by hand meanwhile
-                        await self.engine.unload(model_id)
+                        # Shielded: a stop while the thread frees it must not orphan the reply.
+                        await asyncio.shield(self.engine.unload(model_id))
                 self.keep_alive.unloaded(model_id)
 
     async def unload_model(self, model_id: str) -> None:
