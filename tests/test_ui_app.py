@@ -119,7 +119,7 @@ async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) 
         )
         await ui_until(pilot, lambda: bool(screen.query(ProgressBar)))
         await ui_until(pilot, lambda: screen.query_one(ProgressBar).percentage == 1.0)
-        assert "loaded" in str(table.get_row(tiny_model_id)[1])
+        assert str(table.get_row(tiny_model_id)[2]) == "[green]here[/]"  # loaded on this node
         assert "Loaded" in screen_text(app, "#models-status")
         await pilot.press("u")
         await ui_until(pilot, lambda: not node.engine.is_loaded(tiny_model_id))

@@ -15,6 +15,7 @@ from textual.app import App
 
 from salut_tui.events import (
     Event,
+    KeepAliveChanged,
     ModelLoaded,
     ModelLoadFailed,
     ModelUnloaded,
@@ -44,6 +45,8 @@ class EventBridge:
             self._changed("models")
             if isinstance(event, ModelLoaded | ModelLoadFailed | ModelUnloaded):
                 self._app.post_message(NodeNotice(event))
+        elif self._state.transfers.apply(event) or isinstance(event, KeepAliveChanged):
+            self._changed("models")
         elif isinstance(event, PeersChanged):
             self._changed("peers")
         elif isinstance(event, PairingChanged):

@@ -21,7 +21,9 @@ from salut_tui.events import (
     StreamFinished,
     StreamStarted,
     StreamTokensReceived,
+    TransferChanged,
 )
+from salut_tui.transfers import TransferView
 
 HISTORY_LIMIT = 200
 LOG_LIMIT = 2000
@@ -163,12 +165,26 @@ class LogEntry:
     message: str
 
 
+class TransferBook:
+    """Pulls and downloads of this node, latest view of each, by transfer id."""
+
+    def __init__(self) -> None:
+        self.views: dict[str, TransferView] = {}
+
+    def apply(self, event: Event) -> bool:
+        if isinstance(event, TransferChanged):
+            self.views[event.view.id] = event.view
+            return True
+        return False
+
+
 class UIState:
     """Everything the screens render from."""
 
     def __init__(self) -> None:
         self.streams = StreamBook()
         self.models = ModelLoads()
+        self.transfers = TransferBook()
         self.logs: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
 
     def logs_at_least(self, level: int) -> list[LogEntry]:

@@ -1,15 +1,25 @@
-"""The modal that asks which GGUF file to import and under which model id."""
+"""The modal that asks which GGUF file to import and under which model id, then runs the import
+with a progress bar. It stays open with its inputs when the import fails (the reason in words
+under the fields) and closes with the new model's id when it succeeds."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+
+from salut_tui.ui.errors import describe_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +30,17 @@ class ImportRequest:
 
 
 DTYPES = ("float32", "bfloat16", "float16")
+Progress = Callable[[float, str], None]
+RunImport = Callable[[ImportRequest, Progress], Awaitable[Path]]
 
 
-class ImportDialog(ModalScreen[ImportRequest | None]):
+class ImportDialog(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run: RunImport) -> None:
+        super().__init__()
+        self._run = run
+        self._busy = False
 
     def compose(self) -> ComposeResult:
         with Vertical(id="import-dialog", classes="dialog"):
@@ -36,6 +53,8 @@ class ImportDialog(ModalScreen[ImportRequest | None]):
             yield Select(
                 [(d, d) for d in DTYPES], value="float32", allow_blank=False, id="import-dtype"
             )
+            yield ProgressBar(total=1.0, show_eta=False, id="import-progress")
+            yield Static("", id="import-stage")
             yield Static("", id="import-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Import", variant="primary", id="import-go")
@@ -47,13 +66,14 @@ class ImportDialog(ModalScreen[ImportRequest | None]):
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "import-go":
             self._submit()
-        else:
+        elif not self._busy:
             self.dismiss(None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        if not self._busy:  # a conversion under way cannot be stopped half-written
+            self.dismiss(None)
 
-    def _submit(self) -> None:
+    def _request(self) -> ImportRequest | None:
         error = self.query_one("#import-error", Static)
         typed = Path(self.query_one("#import-path", Input).value.strip())
         try:
@@ -62,10 +82,47 @@ class ImportDialog(ModalScreen[ImportRequest | None]):
             path = typed
         model_id = self.query_one("#import-id", Input).value.strip()
         if not path.is_file():
-            error.update(f"No such file: {path}")
-            return
+            error.update(f"No such file: {escape(str(path))}")
+            return None
         if model_id.count("/") != 1 or not all(model_id.split("/")):
             error.update("The model id must look like org/name")
-            return
+            return None
         dtype = str(self.query_one("#import-dtype", Select).value)
-        self.dismiss(ImportRequest(path, model_id, dtype))
+        return ImportRequest(path, model_id, dtype)
+
+    def _submit(self) -> None:
+        if self._busy:
+            return
+        request = self._request()
+        if request is not None:
+            self._busy = True
+            self.query_one("#import-error", Static).update("")
+            self.query_one("#import-go", Button).disabled = True
+            self.run_worker(self._import(request), group="import", exit_on_error=False)
+
+    async def _import(self, request: ImportRequest) -> None:
+        loop = asyncio.get_running_loop()
+        bar = self.query_one("#import-progress", ProgressBar)
+        stage = self.query_one("#import-stage", Static)
+
+        def show(fraction: float, text: str) -> None:
+            bar.update(progress=fraction)
+            stage.update(f"{fraction * 100:.0f}% {escape(text)}")
+
+        def progress(fraction: float, text: str) -> None:  # called on the engine's thread
+            loop.call_soon_threadsafe(show, fraction, text)
+
+        show(0.0, f"reading {request.gguf_path.name}")
+        try:
+            await self._run(request, progress)
+        except Exception as exc:
+            log.warning("import of %s failed", request.gguf_path, exc_info=True)
+            self.query_one("#import-error", Static).update(
+                f"Import failed: {escape(describe_error(exc))}"
+            )
+            stage.update("")
+            bar.update(progress=0.0)
+            self._busy = False
+            self.query_one("#import-go", Button).disabled = False
+            return
+        self.dismiss(request.model_id)

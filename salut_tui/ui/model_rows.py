@@ -1,0 +1,71 @@
+"""What a row of the Models screen says and which node an action goes to (pure, no Textual).
+
+Where a model lives: "here" (its files are on this node) and the peers that have its files.
+Where it is loaded: "here" and/or peers' names. An action goes to the node it makes sense on:
+load here when the files are here, else on a peer that has them; unload where it is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from salut_tui.keepalive import describe
+from salut_tui.views import ModelInfo
+
+HERE = "here"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The node an action goes to: None for this node, else a peer's name."""
+
+    peer: str | None
+
+    @property
+    def label(self) -> str:
+        return HERE if self.peer is None else self.peer
+
+
+def where(info: ModelInfo) -> str:
+    holders = ([HERE] if info.here else []) + list(info.peers_with_files)
+    return ", ".join(holders) or "-"
+
+
+def loaded_on(info: ModelInfo, self_name: str) -> str:
+    names = [HERE if n == self_name and info.here else n for n in info.nodes]
+    return ", ".join(names) or "-"
+
+
+def idle_unload(info: ModelInfo, self_name: str) -> str:
+    """Time left before this node unloads it when idle ("kept" when it stays)."""
+    if not (info.here and self_name in info.nodes):
+        return ""
+    if info.keep_alive_left is None:
+        return "kept"
+    return f"in {describe(info.keep_alive_left)}"
+
+
+def loaded_here(info: ModelInfo, self_name: str) -> bool:
+    return info.here and self_name in info.nodes
+
+
+def load_target(info: ModelInfo) -> Target | None:
+    """Where `l` loads it: here when the files are here, else on the first peer with them."""
+    if info.here:
+        return Target(None)
+    return Target(info.peers_with_files[0]) if info.peers_with_files else None
+
+
+def unload_target(info: ModelInfo, self_name: str) -> Target | None:
+    """Where `u` unloads it: here when loaded here, else on the first peer holding it."""
+    if loaded_here(info, self_name):
+        return Target(None)
+    peers = [n for n in info.nodes if n != self_name]
+    return Target(peers[0]) if peers else None
+
+
+def pull_source(info: ModelInfo) -> str | None:
+    """The peer `p` copies it from; None when it is here already or no peer has it."""
+    if info.here or not info.peers_with_files:
+        return None
+    return info.peers_with_files[0]
