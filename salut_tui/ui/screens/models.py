@@ -151,6 +151,10 @@ class ModelsScreen(NodeScreen):
     def _me(self) -> str:
         return self.node.settings.display_name()
 
+    def _idle(self, info: ModelInfo) -> str:
+        text = idle_unload(info, self._me)
+        return self.figures.volatile(text) if text.startswith("in ") else text
+
     def _draw_table(self) -> None:
         table = self.query_one("#model-table", DataTable)
         selected = self._wanted or self.selected_model()
@@ -167,7 +171,7 @@ class ModelsScreen(NodeScreen):
             elif info.loaded:
                 on = f"[green]{escape(on)}[/]"
             rows.append((info.id, (escape(info.id), escape(where(info)), on,
-                                   idle_unload(info, self._me),
+                                   self._idle(info),
                                    self.figures.bytes(info.size_bytes))))  # fmt: skip
         if [k for k, _ in rows] == [k.value for k in table.rows] and table.row_count:
             for key, cells in rows:  # same rows in the same order: update in place
