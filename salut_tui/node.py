@@ -228,6 +228,43 @@ class Node:
         self._tasks.spawn(self._pull(transfer_id, model_id, peer), name=f"pull {model_id}")
         return transfer_id
 
+    def download_model(
+        self, model_id: str, *, revision: str | None = None, endpoint: str | None = None
+    ) -> str:
+        """Start downloading a model from the Hub into the HF cache (the UI shows it)."""
+        running = self.transfers.running("download", model_id)
+        if running is not None:
+            return running.id
+        transfer_id = self.transfers.start("download", model_id, endpoint or "the Hub")
+        self._tasks.spawn(
+            self._download(transfer_id, model_id, revision, endpoint), name=f"download {model_id}"
+        )
+        return transfer_id
+
+    async def _download(
+        self, transfer_id: str, model_id: str, revision: str | None, endpoint: str | None
+    ) -> None:
+        from salut_tui.engine.hub import DownloadError, download_model
+        from salut_tui.engine.registry import hf_cache_dir
+
+        loop = asyncio.get_running_loop()
+
+        def on_bytes(done: int, total: int, received: int) -> None:  # the hub client's thread
+            loop.call_soon_threadsafe(
+                self.transfers.update, transfer_id, done, total, received, "downloading"
+            )
+
+        try:
+            path = await asyncio.to_thread(
+                download_model, model_id, revision=revision, endpoint=endpoint,
+                cache_dir=hf_cache_dir(), on_bytes=on_bytes,
+            )  # fmt: skip
+        except DownloadError as exc:
+            self.transfers.fail(transfer_id, str(exc))
+            return
+        await asyncio.sleep(0)  # let the last byte reports land before the end
+        self.transfers.finish(transfer_id, str(path))
+
     async def _pull(self, transfer_id: str, model_id: str, peer: str | None) -> None:
         if self.cluster is None:
             self.transfers.fail(transfer_id, "this node runs solo: it has no peers to copy from")

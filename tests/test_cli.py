@@ -97,3 +97,35 @@ async def test_download_lands_where_the_registry_finds_it(
     assert (resolved / "config.json").is_file()
     missing = await asyncio.to_thread(main, ["download", "nobody/nothing", "--endpoint", endpoint])
     assert missing == 2 and "no such model" in capsys.readouterr().err
+
+
+async def test_download_through_the_running_node_shows_in_its_transfers(
+    hub,  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+) -> None:
+    """With a node running for the data dir, `salut download` asks the node (whose Models screen
+    lists its transfers) and draws a progress bar with the rate and time left."""
+    import asyncio
+
+    from salut_tui.node import Node
+    from tests.test_hub import REPO_ID
+
+    _, endpoint = hub
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    data = tmp_path / "data"
+    node = Node(Settings(host="127.0.0.1", port=0, data_dir=str(data), node_name="n"))
+    await node.start(preload=[])
+    try:
+        args = ["download", REPO_ID, "--endpoint", endpoint, "--data-dir", str(data)]
+        code = await asyncio.to_thread(main, args)
+        err = capsys.readouterr().err
+        assert code == 0, err
+        (view,) = node.transfers.all()
+        assert view.kind == "download" and view.state == "done" and view.model == REPO_ID
+        assert view.total > 0 and view.done == view.total and view.received == view.total
+        assert "100%" in err and "ETA" in err and "/s" in err
+        assert node.registry.locate(REPO_ID) is not None
+    finally:
+        await node.stop()

@@ -36,6 +36,7 @@ class FakeHub:
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
         self.requests: list[tuple[str, str]] = []
+        self.served = 0  # body bytes sent by GET
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -78,6 +79,8 @@ class FakeHub:
             "X-Repo-Commit": COMMIT,
             "Accept-Ranges": "bytes",
         }
+        if request.method == "GET":
+            self.served += len(data)
         return web.Response(body=data, headers=headers, content_type="application/octet-stream")
 
 
@@ -167,3 +170,26 @@ def test_allow_patterns_are_mlx_lms():
     from mlx_lm.utils import DEFAULT_ALLOW_PATTERNS
 
     assert allow_patterns() == list(DEFAULT_ALLOW_PATTERNS)
+
+
+async def test_an_interrupted_download_resumes_and_reports_bytes(hub, repo_files, tmp_path):
+    """A download killed after some files leaves them in the cache: the next one fetches only
+    the missing files (huggingface_hub 2.x restarts a file that was cut mid-way: it writes each
+    attempt to its own temporary file), and byte progress says how much travelled."""
+    fake, endpoint = hub
+    first = await asyncio.to_thread(download_model, REPO_ID, cache_dir=tmp_path, endpoint=endpoint)
+    weights = first / "model.safetensors"
+    weights.resolve().unlink()  # the blob, as if the kill came before this file was done
+    weights.unlink()
+    served_before = fake.served
+    seen: list[tuple[int, int, int]] = []
+    snapshot = await asyncio.to_thread(
+        download_model, REPO_ID, cache_dir=tmp_path, endpoint=endpoint,
+        on_bytes=lambda done, total, received: seen.append((done, total, received)),
+    )  # fmt: skip
+    assert (snapshot / "model.safetensors").read_bytes() == repo_files["model.safetensors"]
+    size = len(repo_files["model.safetensors"])
+    assert fake.served - served_before == size  # only the missing file travelled
+    done, total, received = seen[-1]
+    assert done == total == received == size
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)

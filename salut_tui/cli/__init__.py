@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from salut_tui import __version__
-from salut_tui.cli.cluster import add_cluster_subcommands
+from salut_tui.cli.cluster import _target_options, add_cluster_subcommands
 from salut_tui.cli.models import add_model_subcommands
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
@@ -90,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("model_id", metavar="ORG/NAME")
     dl.add_argument("--revision", help="branch, tag or commit (default: main)")
     dl.add_argument("--endpoint", help="hub address (default: $HF_ENDPOINT or huggingface.co)")
+    _target_options(dl)
+    dl.add_argument(
+        "--here", action="store_true",
+        help="download in this process even when a node runs (else the node does it, and its "
+        "UI shows the download)",
+    )  # fmt: skip
     add_cluster_subcommands(sub)
     add_model_subcommands(sub)
     return parser
@@ -152,28 +158,10 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from salut_tui.engine.hub import DownloadError, download_model
-    from salut_tui.engine.registry import hf_cache_dir
+    from salut_tui.cli.models import cmd_download
 
-    def progress(fraction: float, message: str) -> None:
-        print(f"\r{fraction * 100:5.1f}% {message:<50}", end="", file=sys.stderr, flush=True)
-
-    try:
-        path = download_model(
-            args.model_id,
-            revision=args.revision,
-            endpoint=args.endpoint,
-            cache_dir=hf_cache_dir(),  # the cache the registry reads, whatever the env says now
-            progress=progress,
-        )
-    except DownloadError as exc:
-        print(f"\nsalut download: {exc}", file=sys.stderr)
-        return 2
-    print(
-        f"\n{args.model_id} is in {path}; serve it with: salut serve --model {args.model_id}",
-        file=sys.stderr,
-    )
-    return 0
+    settings, _ = settings_from_args(args)
+    return cmd_download(args, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from salut_tui.cli.cluster import _run, _target_options
-from salut_tui.cluster.control import CommandError, call_control, stream_control
+from salut_tui.cluster.control import (
+    CONTROL_TOKEN_FILE,
+    CommandError,
+    call_control,
+    stream_control,
+)
 from salut_tui.config import Settings
 from salut_tui.keepalive import describe
-from salut_tui.transfer.progress import Snapshot, bar_line, human_bytes
+from salut_tui.transfer.progress import RateMeter, Snapshot, bar_line, human_bytes
 
 
 def add_model_subcommands(subparsers: argparse._SubParsersAction) -> None:
@@ -138,3 +143,61 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
             print(bar_line(f"{t['kind']} {t['model']}", snap))
 
     return _run(go)
+
+
+def cmd_download(args: argparse.Namespace, settings: Settings) -> int:
+    """`salut download`: through the running node of this data dir when there is one (its UI
+    shows the download), else in this process; a progress bar with rate and ETA either way.
+    Files already in the cache are not fetched again (a killed download goes on from them)."""
+    token = settings.data_path() / CONTROL_TOKEN_FILE
+    if not args.here and token.is_file():
+        return _run(lambda: _download_via_node(args, settings))
+    return _download_here(args)
+
+
+def _download_via_node(args: argparse.Namespace, settings: Settings) -> None:
+    body = {"model": args.model_id, "revision": args.revision, "endpoint": args.endpoint}
+    last: dict[str, Any] = {}
+    for view in _stream(args, settings, "/models/download", body):
+        last = view
+        snap = Snapshot(view["done"], view["total"], view["rate"], view["eta"])
+        _draw(bar_line(args.model_id, snap) if view["total"] else f"{args.model_id}: starting")
+    print(file=sys.stderr)
+    if last.get("state") != "done":
+        raise CommandError(f"download failed: {last.get('message') or 'no answer'}")
+    print(f"{args.model_id} is in {last['message']}")
+
+
+def _download_here(args: argparse.Namespace) -> int:
+    from salut_tui.engine.hub import DownloadError, download_model
+    from salut_tui.engine.registry import hf_cache_dir
+
+    meter = RateMeter(0, 0, time.monotonic())
+    shown = [0.0]
+
+    def on_bytes(done: int, total: int, received: int) -> None:
+        meter.total = total
+        now = time.monotonic()
+        snap = meter.update(received, now)
+        left = max(0, total - done)
+        eta = left / snap.rate if snap.rate > 0 else None
+        if now - shown[0] > 0.1 or done >= total:
+            shown[0] = now
+            _draw(bar_line(args.model_id, Snapshot(done, total, snap.rate, eta)))
+
+    try:
+        path = download_model(
+            args.model_id,
+            revision=args.revision,
+            endpoint=args.endpoint,
+            cache_dir=hf_cache_dir(),  # the cache the registry reads, whatever the env says now
+            on_bytes=on_bytes,
+        )
+    except DownloadError as exc:
+        print(f"\nsalut download: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"\n{args.model_id} is in {path}; serve it with: salut serve --model {args.model_id}",
+        file=sys.stderr,
+    )
+    return 0

@@ -3,6 +3,7 @@
     GET  /salut/control/models          the cluster's models (where each lives and is loaded)
                                         and the transfers of this node
     POST /salut/control/models/pull     {model, from?}          NDJSON: transfer views to the end
+    POST /salut/control/models/download {model, revision?, endpoint?}  the same, from the Hub
     POST /salut/control/models/load     {model, on?, keep_alive?, force?}
                                         NDJSON: {"progress", "stage"}... then {"ok", "message"}
     POST /salut/control/models/unload   {model, on?}            {"ok", "message"}
@@ -42,6 +43,10 @@ class ModelControl(Protocol):
 
     def pull_model(self, model_id: str, peer: str | None = None) -> str: ...
 
+    def download_model(
+        self, model_id: str, *, revision: str | None = None, endpoint: str | None = None
+    ) -> str: ...
+
     async def load_on(
         self, peer: str | None, model_id: str, *, keep_alive: Any, force: bool,
         on_progress: Callable[[float, str], None],
@@ -63,18 +68,14 @@ def install(app: web.Application, node: ModelControl) -> None:
             }
         )
 
-    async def pull(request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return _error(400, "give the model id", "invalid_request")
-        peer = body.get("from")
+    async def follow(request: web.Request, start: Callable[[], str]) -> web.StreamResponse:
+        """Start a transfer and stream its views until it ends."""
         updates: asyncio.Queue[TransferView] = asyncio.Queue()
         unsubscribe = node.events.subscribe(
             lambda e: updates.put_nowait(e.view) if isinstance(e, TransferChanged) else None
         )
         try:
-            transfer_id = node.pull_model(model, str(peer) if peer else None)
+            transfer_id = start()
             response = await _ndjson(request)
             view = node.transfers.get(transfer_id)
             while view is not None and view.state == "running":
@@ -88,6 +89,28 @@ def install(app: web.Application, node: ModelControl) -> None:
             return response
         finally:
             unsubscribe()
+
+    async def pull(request: web.Request) -> web.StreamResponse:
+        body = await _json(request)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "give the model id", "invalid_request")
+        peer = body.get("from")
+        return await follow(request, lambda: node.pull_model(model, str(peer) if peer else None))
+
+    async def download(request: web.Request) -> web.StreamResponse:
+        body = await _json(request)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _error(400, "give the model id", "invalid_request")
+        revision, endpoint = body.get("revision"), body.get("endpoint")
+        return await follow(
+            request,
+            lambda: node.download_model(
+                model, revision=str(revision) if revision else None,
+                endpoint=str(endpoint) if endpoint else None,
+            ),
+        )  # fmt: skip
 
     async def load(request: web.Request) -> web.StreamResponse:
         body = await _json(request)
@@ -128,6 +151,7 @@ def install(app: web.Application, node: ModelControl) -> None:
 
     app.router.add_get(f"{CONTROL_PREFIX}/models", models)
     app.router.add_post(f"{CONTROL_PREFIX}/models/pull", pull)
+    app.router.add_post(f"{CONTROL_PREFIX}/models/download", download)
     app.router.add_post(f"{CONTROL_PREFIX}/models/load", load)
     app.router.add_post(f"{CONTROL_PREFIX}/models/unload", unload)
 

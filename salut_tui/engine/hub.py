@@ -16,6 +16,9 @@ from typing import Any
 from tqdm.std import tqdm as std_tqdm
 
 Progress = Callable[[float, str], None]
+# (bytes of the model on disk, bytes in all so far, bytes fetched in this run): the total grows
+# as the hub client starts each file; resumed bytes count as on disk, not as fetched.
+ByteProgress = Callable[[int, int, int], None]
 
 # What mlx-lm downloads for a model; used when the installed mlx-lm does not export its list.
 _FALLBACK_ALLOW_PATTERNS = [
@@ -42,14 +45,14 @@ def allow_patterns() -> list[str]:
     return list(getattr(utils, "DEFAULT_ALLOW_PATTERNS", _FALLBACK_ALLOW_PATTERNS))
 
 
-def _progress_bar_class(progress: Progress) -> type[std_tqdm]:
+def _progress_bar_class(progress: Progress, on_bytes: ByteProgress | None = None) -> type[std_tqdm]:
     """A tqdm class that reports byte progress to `progress` instead of drawing a bar.
 
     It derives from plain tqdm, not huggingface_hub's subclass, so the hub does not disable it
     (it disables its own bars when stderr is not a terminal, e.g. under the UI); the text it would
     draw goes to an in-memory sink.
     """
-    state = {"best": 0.0}
+    state = {"best": 0.0, "done": 0.0, "total": 0.0, "received": 0.0}
 
     class _ReportingBar(std_tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -60,6 +63,16 @@ def _progress_bar_class(progress: Progress) -> type[std_tqdm]:
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
+            # The snapshot's aggregate bars: bytes on disk ("Reconstructing", resumed bytes
+            # included) of all the files started so far, and bytes fetched ("Downloading").
+            desc = str(self.desc)
+            if on_bytes is not None and self.unit == "B":
+                if desc.startswith("Downloading bytes"):
+                    state["received"] = float(self.n)
+                elif desc.startswith("Recon"):
+                    state["done"], state["total"] = float(self.n), float(self.total or 0)
+                done = int(state["done"])
+                on_bytes(done, max(int(state["total"]), done), int(state["received"]))
             # Byte bars carry the transfer; the file-count bar would jump in coarse steps.
             if self.unit == "B" and self.total:
                 fraction = min(1.0, self.n / self.total)
@@ -81,6 +94,7 @@ def download_model(
     progress: Progress | None = None,
     endpoint: str | None = None,
     token: str | bool | None = None,
+    on_bytes: ByteProgress | None = None,
 ) -> Path:
     """Download `model_id` (e.g. `mlx-community/Qwen3-8B-MLX-4bit`) and return its local directory.
 
@@ -107,7 +121,7 @@ def download_model(
             allow_patterns=allow_patterns(),
             endpoint=endpoint,
             token=token,
-            tqdm_class=_progress_bar_class(report),
+            tqdm_class=_progress_bar_class(report, on_bytes),
         )
     except GatedRepoError as exc:
         raise DownloadError(f"{model_id}: gated model; accept its terms and log in: {exc}") from exc
