@@ -17,7 +17,7 @@ import pytest
 
 from salut_tui.cluster.link import RemoteError
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ
-from salut_tui.cluster.pull import INCOMING, LOG_FILE, PullProgress, pull_model
+from salut_tui.cluster.pull import INCOMING, LOG_FILE, InOrderHash, PullProgress, pull_model
 from salut_tui.config import Settings
 from salut_tui.engine.types import Finish, GenerationRequest, SamplingParams, Token
 from salut_tui.node import Node
@@ -161,3 +161,15 @@ async def test_a_pull_from_an_unpaired_node_is_refused(
     view = a.transfers.get(transfer_id)
     assert view is not None and view.state == "failed" and "not a paired peer" in view.message
     assert not (a.settings.models_path() / MODEL).exists()
+
+
+async def test_pieces_hashed_in_file_order_whatever_order_they_arrive() -> None:
+    data = bytes(range(256)) * 200
+    hasher = InOrderHash()
+    for offset in (20000, 0, 10000):
+        hasher.add(offset, [data[offset : offset + 5000], data[offset + 5000 : offset + 10000]])
+        if offset == 20000:
+            await asyncio.sleep(0.01)
+            assert hasher.upto == 0  # waits for the bytes before it
+    assert await hasher.hexdigest() == hashlib.sha256(data[:30000]).hexdigest()
+    assert hasher.upto == 30000
