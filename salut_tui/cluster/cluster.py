@@ -369,6 +369,12 @@ class Cluster:
         """The link to a paired peer named by id, id prefix or name; TransferError in words
         when there is no such paired peer or it is not reachable now."""
         record = self.table.find(peer_ref)
+        if record is None or not record.paired:  # a name shared with a stranger on the LAN
+            paired = [
+                r for r in self.table.all()
+                if r.paired and (r.name == peer_ref or r.node_id.startswith(peer_ref))
+            ]  # fmt: skip
+            record = paired[0] if len(paired) == 1 else record
         if record is None or not record.paired or record.node_id not in self.trust:
             raise TransferError(
                 f"'{peer_ref}' is not a paired peer: pair with it first (salut pair)"

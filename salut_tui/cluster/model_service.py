@@ -67,9 +67,7 @@ class ModelFiles:
             await asyncio.to_thread(fh.seek, offset)
             left = length
             while left > 0:
-                # On the loop: a 1 MiB read (mostly from the page cache) costs less than a
-                # thread handoff per block; hashing, the long part, stays on a worker thread.
-                block = fh.read(min(READ_BLOCK, left))
+                block = await asyncio.to_thread(fh.read, min(READ_BLOCK, left))
                 if not block:
                     raise TransferError(f"'{name}' got shorter while it was being read")
                 left -= len(block)
