@@ -265,6 +265,7 @@ def import_gguf(
     except (ValueError, OSError) as exc:
         raise GGUFImportError(f"{gguf_path}: not a readable GGUF file: {exc}") from exc
     meta = read_metadata(reader)
+    report(0.05, f"converting {len(reader.tensors)} tensors")
     factors = next((t.data for t in reader.tensors if t.name == _ROPE_FACTORS), None)
     rope_factors = None if factors is None else np.asarray(factors, dtype=np.float64)
     config = build_config(meta, {t.name for t in reader.tensors}, dtype, rope_factors)
