@@ -44,14 +44,16 @@ def test_keep_alive_is_checked_in_config_and_requests() -> None:
     assert Settings().keep_alive == "30m"
     with pytest.raises(ConfigError, match="keep_alive"):
         parse_settings({"keep_alive": "soon"}, "salut.toml")
-    body = parse_body(CompletionBody, b'{"prompt": "x", "keep_alive": "5m"}')
-    assert body.to_request("m", "c").keep_alive == 300.0
+    body = parse_body(CompletionBody, b'{"model": "m", "prompt": "x", "keep_alive": "5m"}')
+    assert body.to_request("c").keep_alive == 300.0
     assert (
-        parse_body(CompletionBody, b'{"prompt": "x", "keep_alive": -1}').keep_alive_seconds()
+        parse_body(
+            CompletionBody, b'{"model": "m", "prompt": "x", "keep_alive": -1}'
+        ).keep_alive_seconds()
         == -1.0
     )
     with pytest.raises(RequestInvalid, match="not a duration"):
-        parse_body(CompletionBody, b'{"prompt": "x", "keep_alive": "later"}')
+        parse_body(CompletionBody, b'{"model": "m", "prompt": "x", "keep_alive": "later"}')
 
 
 async def test_an_idle_model_is_unloaded_and_the_next_request_loads_it(

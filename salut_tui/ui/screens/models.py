@@ -5,6 +5,7 @@ loads, copies and downloads; GGUF import."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -112,7 +113,7 @@ class ModelsScreen(NodeScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="models"):
             table: DataTable = DataTable(id="model-table", cursor_type="row", zebra_stripes=True)
-            table.add_columns("Model", "Where", "Loaded on", "Idle unload", "Size")
+            self._columns = table.add_columns("Model", "Where", "Loaded on", "Idle unload", "Size")
             yield table
             yield Vertical(id="loads")
             yield Vertical(id="transfers")
@@ -134,9 +135,16 @@ class ModelsScreen(NodeScreen):
         self.set_interval(1.0, self._tick)
 
     def _tick(self) -> None:
-        # Idle-unload countdowns move every second while a model is loaded here.
-        if self.node.loaded_model_ids():
-            self._draw_table()
+        # Idle-unload countdowns move every second: only those cells (no directory scan).
+        table = self.query_one("#model-table", DataTable)
+        column = self._columns[3]
+        me = self._me
+        for model_id in self.node.loaded_model_ids():
+            if model_id in table.rows:
+                left = self.node.keep_alive.time_left(model_id, time.monotonic())
+                info = ModelInfo(model_id, "local", True, nodes=(me,), here=True,
+                                 keep_alive_left=left)  # fmt: skip
+                table.update_cell(model_id, column, self._idle(info))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.action_load()
