@@ -187,6 +187,8 @@ class SalutApp(App[int]):
 
     def _tick(self) -> None:
         """Once a second: the title bar figures and whatever the current screen counts."""
+        if not self.screen_stack:  # the app is closing (a tick can land after the last screen)
+            return
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)
