@@ -75,9 +75,9 @@ async def greedy(node: Node, model: str) -> list:
 async def test_a_pulls_the_model_and_serves_it_the_same(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
     source = b.settings.models_path() / MODEL
-    await until(lambda: a.cluster.holder_of(MODEL) is not None, 15)  # type: ignore[union-attr]
+    await until(lambda: a.cluster.holder_of(MODEL) is not None, 60)  # type: ignore[union-attr]
     transfer_id = a.pull_model(MODEL)  # no --from: the peer that has it
-    await until(lambda: a.transfers.get(transfer_id).state != "running", 30)  # type: ignore[union-attr]
+    await until(lambda: a.transfers.get(transfer_id).state != "running", 120)  # type: ignore[union-attr]
     view = a.transfers.get(transfer_id)
     assert view is not None and view.state == "done", view
     copy = a.settings.models_path() / MODEL

@@ -19,7 +19,7 @@ from tests.test_multinode import Lan, NodeProc, _code, chat
 
 MODEL = "salut-test/tiny-llama"
 BIG = 192 * 1024 * 1024  # big enough to be caught mid-copy
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(400)
 
 
 def digests(directory: Path) -> dict[str, str]:
