@@ -1,6 +1,7 @@
 """Optional API key for the client API.
 
-When `settings.api_key` is set, every route under /v1 needs `Authorization: Bearer <key>`.
+When `settings.api_key` is set, every route under /v1 and /metrics needs
+`Authorization: Bearer <key>` (a scrape tells which models a node serves and how busy it is).
 /health stays open (load balancers and `curl` checks), and routes outside /v1 (the peer link)
 have their own credentials: the client key is never a peer credential and vice versa.
 The key is read on every request, so a key changed in the UI's Settings applies at once.
@@ -17,10 +18,11 @@ from aiohttp.typedefs import Handler
 from salut_tui.api.errors import error_response
 
 API_PREFIX = "/v1"
+METRICS_PATH = "/metrics"
 
 
 def is_protected(path: str) -> bool:
-    return path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    return path in (API_PREFIX, METRICS_PATH) or path.startswith(API_PREFIX + "/")
 
 
 def bearer_token(authorization: str | None) -> str | None:

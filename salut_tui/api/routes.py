@@ -18,6 +18,7 @@ from aiohttp import web
 from salut_tui.api.adapters import Completion, Dialect, StreamEncoder
 from salut_tui.api.auth import bearer_token
 from salut_tui.api.errors import response_for
+from salut_tui.api.metrics import MODEL_KEY, ApiMetrics, metrics_response
 from salut_tui.api.schemas import ChatCompletionBody, CompletionBody, parse_body
 from salut_tui.api.serving import ServingNode
 from salut_tui.engine import errors
@@ -27,6 +28,7 @@ from salut_tui.views import ModelInfo, to_json
 log = logging.getLogger(__name__)
 
 NODE: web.AppKey[ServingNode] = web.AppKey("salut_node")
+METRICS: web.AppKey[ApiMetrics] = web.AppKey("salut_metrics")
 
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
@@ -95,6 +97,12 @@ async def get_model(request: web.Request) -> web.Response:
     raise OpenAIError(errors.model_not_found(model_id))
 
 
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition (behind the API key when one is set: see auth.py)."""
+    return metrics_response(request.app[METRICS])
+
+
 @routes.get("/v1/cluster")
 async def cluster(request: web.Request) -> web.Response:
     return web.json_response(to_json(request.app[NODE].cluster_view()))
@@ -130,7 +138,9 @@ async def _serve(
     include_usage: bool,
 ) -> web.StreamResponse:
     completion = Completion.new(dialect, generation.model, generation.request_id)
-    chunks = node.generate(generation)  # closing it is what cancels the generation
+    request[MODEL_KEY] = generation.model
+    # Closing it is what cancels the generation (the metrics wrapper passes the close on).
+    chunks = request.app[METRICS].watch(generation.model, node.generate(generation))
     try:
         first = await anext(chunks, None)
         if first is None:

@@ -12,7 +12,7 @@ from typing import Protocol
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.shutdown import ShutdownGate
-from salut_tui.views import ClusterView, ModelInfo, SelfView
+from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 
 
 class ServingNode(Protocol):
@@ -35,6 +35,10 @@ class ServingNode(Protocol):
         ...
 
     def self_view(self) -> SelfView: ...
+
+    def stats(self) -> NodeStats:
+        """Load figures now (queue depth, in-flight requests): GET /metrics reads them."""
+        ...
 
     def cluster_view(self) -> ClusterView: ...
 
