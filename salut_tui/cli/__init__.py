@@ -1,5 +1,5 @@
 """Command line: `salut` (terminal UI), `salut serve` (headless), `salut import`, `salut download`,
-and the cluster commands (`cli/cluster.py`).
+the cluster commands (`cli/cluster.py`) and `salut service` (`cli/service.py`).
 
 Everything here only parses arguments and builds a `Settings`; `salut_tui.run.run_node` runs the
 node, with the terminal UI or headless.
@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from salut_tui import __version__
 from salut_tui.cli.cluster import _target_options, add_cluster_subcommands
 from salut_tui.cli.models import add_model_subcommands
+from salut_tui.cli.service import add_service_subcommands
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
 from salut_tui.pairing.files import DataFileError
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     add_cluster_subcommands(sub)
     add_model_subcommands(sub)
+    add_service_subcommands(sub)
     return parser
 
 
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "download":
             return run_download(args)
         settings, config_path = settings_from_args(args)
-        if args.command not in (None, "serve"):  # a cluster command: reaches a running node
+        if args.command not in (None, "serve"):  # a cluster or service command
             return int(args.func(args, settings))
     except ConfigError as exc:
         print(f"salut: {exc}", file=sys.stderr)
