@@ -15,6 +15,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from salut_tui.engine import errors
+from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.sampling_contract import (
     MAX_STOP_SEQUENCES,
     MAX_TOKENS,
@@ -72,6 +74,47 @@ class ChatMessage(BaseModel):
         return {"role": role, "content": self.text()}
 
 
+class JsonSchemaFormat(BaseModel):
+    """`response_format.json_schema`, as OpenAI defines it (and `client.beta...parse` sends)."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: str = Field(default="", max_length=64)
+    description: str | None = None
+    # `schema` would shadow BaseModel.schema: the attribute is `schema_`, the JSON name `schema`.
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None  # always honoured: the output is constrained either way
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    def constraint(self) -> JsonConstraint | None:
+        """The engine's constraint; RequestInvalid (400) for a schema that cannot compile."""
+        if self.type == "text":
+            return None
+        if self.type == "json_object":
+            return JsonConstraint()
+        if self.json_schema is None:
+            raise RequestInvalid(
+                "Missing required parameter: 'response_format.json_schema'.",
+                "response_format.json_schema",
+            )
+        constraint = JsonConstraint.for_schema(self.json_schema.schema_, self.json_schema.name)
+        # Imported here: llguidance is needed only when a schema is sent.
+        from salut_tui.engine.structured import SchemaInvalid, grammar_for
+
+        try:
+            grammar_for(constraint)
+        except SchemaInvalid as exc:
+            error = errors.schema_invalid(str(exc))
+            raise RequestInvalid(error.message, error.param) from None
+        return constraint
+
+
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -114,6 +157,7 @@ class _SamplingBody(BaseModel):
     stream_options: StreamOptions | None = None
     n: int | None = None
     keep_alive: str | int | float | None = None
+    response_format: ResponseFormat | None = None
 
     @field_validator("keep_alive")
     @classmethod
@@ -158,6 +202,9 @@ class _SamplingBody(BaseModel):
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
 
+    def constraint(self) -> JsonConstraint | None:
+        return self.response_format.constraint() if self.response_format else None
+
     def sampling(self) -> SamplingParams:
         # max_completion_tokens is the newer name; when both are given it wins.
         max_tokens = self.max_completion_tokens or self.max_tokens
@@ -181,6 +228,7 @@ class ChatCompletionBody(_SamplingBody):
             sampling=self.sampling(),
             client=client,
             keep_alive=self.keep_alive_seconds(),
+            constraint=self.constraint(),
         )
 
 
@@ -202,6 +250,7 @@ class CompletionBody(_SamplingBody):
             sampling=self.sampling(),
             client=client,
             keep_alive=self.keep_alive_seconds(),
+            constraint=self.constraint(),
         )
 
 

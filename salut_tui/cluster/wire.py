@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
+from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.sampling_contract import SamplingInvalid, check_sampling
 from salut_tui.engine.types import (
     Chunk,
@@ -48,6 +49,7 @@ def request_from_json(body: dict) -> GenerationRequest:
         forwarded=bool(body.get("forwarded", False)),
         bearer=str(body["bearer"]) if body.get("bearer") is not None else None,
         keep_alive=_keep_alive(body.get("keep_alive")),
+        constraint=JsonConstraint.from_json(body.get("constraint")),
     )
 
 

@@ -97,3 +97,12 @@ def prompt_too_long_to_tokenize(length: int, context: int, limit: int, param: st
         400,
         param,
     )
+
+
+def schema_invalid(reason: str) -> Error:
+    """A response_format schema the grammar compiler refuses (400, like OpenAI's)."""
+    return Error.of(
+        400,
+        f"Invalid schema for response_format: {reason}",
+        param="response_format.json_schema.schema",
+    )

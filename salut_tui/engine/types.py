@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.sampling_contract import (
     MAX_TOKENS,
     REPETITION_PENALTY,
@@ -59,6 +60,8 @@ class GenerationRequest:
     # The request's own keep-alive for its model, in seconds (negative: keep it loaded); None
     # when the request gives none (the model keeps the one it was loaded with).
     keep_alive: float | None = None
+    # `response_format` json_object / json_schema: the output is constrained to that JSON.
+    constraint: JsonConstraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
