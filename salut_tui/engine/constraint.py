@@ -23,7 +23,8 @@ class JsonConstraint:
 
     @classmethod
     def for_schema(cls, schema: dict[str, Any], name: str = "") -> JsonConstraint:
-        return cls(json.dumps(schema, sort_keys=True, separators=(",", ":")), name)
+        # Key order kept: properties are generated in the order the schema declares them.
+        return cls(json.dumps(schema, separators=(",", ":")), name)
 
     def to_json(self) -> dict[str, str]:
         return {"schema": self.schema, "name": self.name}
