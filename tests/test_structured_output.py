@@ -200,3 +200,34 @@ def test_the_constraint_survives_the_peer_wire() -> None:
     body["constraint"] = {"schema": "[1, 2]"}
     with pytest.raises(ValueError):
         request_from_json(body)
+
+
+def test_processor_masks_to_the_grammar_and_ends_a_broken_answer(tiny_model_path) -> None:
+    """The processor alone, as mlx-lm calls it: after `{` only tokens that continue the object
+    are allowed; after a token the grammar refuses, only end-of-sequence is."""
+    import mlx.core as mx
+    from mlx_lm import load
+
+    from salut_tui.engine.structured import GrammarTokenizer
+
+    _, tokenizer = load(str(tiny_model_path))
+    grammar = GrammarTokenizer(tokenizer)
+    width = grammar.vocab_size + 7  # an output layer padded past the vocabulary
+    brace = tokenizer.encode("{", add_special_tokens=False)
+    prompt = tokenizer.encode("Person:", add_special_tokens=False)
+
+    processor = grammar.processor(JsonConstraint.for_schema(PERSON))
+    first = processor(mx.array(prompt), mx.zeros((1, width)))
+    allowed = [i for i, v in enumerate(first[0].tolist()) if v == 0]
+    assert allowed == brace  # the answer must open the object
+    second = processor(mx.array(prompt + brace), mx.zeros((1, width)))
+    allowed = {tokenizer.decode([i]) for i, v in enumerate(second[0].tolist()) if v == 0}
+    assert allowed and all('"name"'.startswith(t) for t in allowed)
+    assert processor.error == ""
+
+    broken = grammar.processor(JsonConstraint())
+    broken(mx.array(prompt), mx.zeros((1, width)))
+    wrong = tokenizer.encode("x", add_special_tokens=False)
+    after = broken(mx.array(prompt + wrong), mx.zeros((1, width)))
+    assert [i for i, v in enumerate(after[0].tolist()) if v == 0] == grammar.eos
+    assert broken.error

@@ -66,23 +66,25 @@ class GrammarTokenizer:
 
     def __init__(self, tokenizer: Any) -> None:
         hf = getattr(tokenizer, "_tokenizer", tokenizer)  # mlx-lm's TokenizerWrapper wraps it
-        eos = sorted(getattr(tokenizer, "eos_token_ids", None) or [hf.eos_token_id])
-        self.tokenizer = llguidance.hf.from_tokenizer(hf, eos_token=eos)
+        self.eos = sorted(getattr(tokenizer, "eos_token_ids", None) or [hf.eos_token_id])
+        self.tokenizer = llguidance.hf.from_tokenizer(hf, eos_token=self.eos)
         self.vocab_size = self.tokenizer.vocab_size
 
     def processor(self, constraint: JsonConstraint) -> JsonLogitsProcessor:
         return JsonLogitsProcessor(
             llguidance.LLMatcher(self.tokenizer, grammar_for(constraint), log_level=0),
             self.vocab_size,
+            self.eos,
         )
 
 
 class JsonLogitsProcessor:
     """One request's constraint: `(tokens, logits) -> logits` as mlx-lm calls processors."""
 
-    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int) -> None:
+    def __init__(self, matcher: llguidance.LLMatcher, vocab_size: int, eos: list[int]) -> None:
         self._matcher = matcher
         self._vocab_size = vocab_size
+        self._eos = eos
         self._seen: int | None = None  # context length at the previous call
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
@@ -100,6 +102,10 @@ class JsonLogitsProcessor:
     def _allowed(self, width: int) -> mx.array:
         words = np.frombuffer(self._matcher.compute_bitmask(), dtype=np.uint8)
         bits = np.unpackbits(words, bitorder="little")[: self._vocab_size].astype(bool)
+        if not bits.any():
+            # A matcher in an error state allows nothing; ending the answer beats sampling
+            # from all -inf (which picks an arbitrary token). Never seen with masked sampling.
+            bits[self._eos] = True
         if bits.size < width:  # the model's output layer is padded past the tokenizer's vocab
             bits = np.concatenate([bits, np.zeros(width - bits.size, dtype=bool)])
         return mx.array(bits[:width])
