@@ -213,6 +213,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(capsys: pytest.CaptureFixtu
     if platform_of() == "systemd":
         assert f"write {home}/.config/systemd/user/salut.service" in out
         assert "systemctl --user enable salut.service" in out
+        assert "    Restart=on-failure\n" in out  # the unit itself, indented
     assert not any(home.rglob("*.service")) and not any(home.rglob("*.plist"))
 
 

@@ -15,6 +15,7 @@ from salut_tui.service.plan import (
     Action,
     Platform,
     UnsupportedPlatform,
+    WriteFile,
     describe,
     log_hint,
     plan,
@@ -67,6 +68,8 @@ def cmd_service(
     if args.dry_run:
         for step in steps:
             print(describe(step))
+            if isinstance(step, WriteFile):  # the file itself, indented under its line
+                print("".join(f"    {line}\n" for line in step.text.splitlines()), end="")
         return 0
     try:
         ran = run_plan(steps, runner)
