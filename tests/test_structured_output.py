@@ -231,3 +231,16 @@ def test_processor_masks_to_the_grammar_and_ends_a_broken_answer(tiny_model_path
     after = broken(mx.array(prompt + wrong), mx.zeros((1, width)))
     assert [i for i, v in enumerate(after[0].tolist()) if v == 0] == grammar.eos
     assert broken.error
+
+
+def test_a_tokenizer_the_grammar_engine_cannot_read_is_named() -> None:
+    from salut_tui.engine import errors
+    from salut_tui.engine.structured import GrammarTokenizer, TokenizerUnsupported
+
+    class SlowTokenizer:  # what a tokenizer without a Rust `tokenizers` backend looks like
+        eos_token_id = 0
+
+    with pytest.raises(TokenizerUnsupported, match="fast tokenizers"):
+        GrammarTokenizer(SlowTokenizer())
+    error = errors.response_format_unsupported("org/m", "ValueError: slow")
+    assert error.status == 400 and error.param == "response_format" and "org/m" in error.message

@@ -106,3 +106,12 @@ def schema_invalid(reason: str) -> Error:
         f"Invalid schema for response_format: {reason}",
         param="response_format.json_schema.schema",
     )
+
+
+def response_format_unsupported(model_id: str, reason: str) -> Error:
+    return Error.of(
+        400,
+        f"The model '{model_id}' cannot constrain its output (response_format): its tokenizer "
+        f"is not one the grammar engine reads ({reason}).",
+        param="response_format",
+    )

@@ -42,6 +42,10 @@ class SchemaInvalid(ValueError):
     """A schema llguidance cannot compile (the API answers 400 naming response_format)."""
 
 
+class TokenizerUnsupported(ValueError):
+    """A model whose tokenizer llguidance cannot read (only fast Hugging Face tokenizers)."""
+
+
 def grammar_for(constraint: JsonConstraint) -> str:
     """llguidance's grammar for the constraint; SchemaInvalid when it does not compile.
     Pure (no tokenizer): the API checks a schema with it before anything is queued."""
@@ -67,7 +71,10 @@ class GrammarTokenizer:
     def __init__(self, tokenizer: Any) -> None:
         hf = getattr(tokenizer, "_tokenizer", tokenizer)  # mlx-lm's TokenizerWrapper wraps it
         self.eos = sorted(getattr(tokenizer, "eos_token_ids", None) or [hf.eos_token_id])
-        self.tokenizer = llguidance.hf.from_tokenizer(hf, eos_token=self.eos)
+        try:
+            self.tokenizer = llguidance.hf.from_tokenizer(hf, eos_token=self.eos)
+        except Exception as exc:  # a slow tokenizer, or one llguidance cannot parse
+            raise TokenizerUnsupported(f"{type(exc).__name__}: {exc}") from exc
         self.vocab_size = self.tokenizer.vocab_size
 
     def processor(self, constraint: JsonConstraint) -> JsonLogitsProcessor:

@@ -35,7 +35,7 @@ from salut_tui.engine.commands import Call, Cancel, Command, Load, Sink, Stop, S
 from salut_tui.engine.loader import LoadedModel, LoadedModelInfo, Progress, load_with_progress
 from salut_tui.engine.prefix_cache import PrefixCache
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
-from salut_tui.engine.structured import GrammarTokenizer, SchemaInvalid
+from salut_tui.engine.structured import GrammarTokenizer, SchemaInvalid, TokenizerUnsupported
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
 from salut_tui.engine.types import Error, Finish, GenerationRequest
 
@@ -72,7 +72,8 @@ class _Model:
 
     def logits_processors(self, request: GenerationRequest) -> list:
         """Sampling's processors, then the response_format mask (last, so that nothing after
-        it can lift a forbidden token's -inf). SchemaInvalid for a schema that cannot compile."""
+        it can lift a forbidden token's -inf). SchemaInvalid for a schema that cannot compile,
+        TokenizerUnsupported for a model whose tokenizer the grammar engine cannot read."""
         processors = build_logits_processors(request.sampling)
         if request.constraint is None:
             return processors
@@ -231,6 +232,9 @@ class Worker:
             processors = model.logits_processors(request)
         except SchemaInvalid as exc:  # a peer's request: the API checked schemas sent here
             self._emit(sink, errors.schema_invalid(str(exc)))
+            return
+        except TokenizerUnsupported as exc:
+            self._emit(sink, errors.response_format_unsupported(request.model, str(exc)))
             return
         wanted = request.sampling.max_tokens or self.settings.default_max_tokens
         max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
