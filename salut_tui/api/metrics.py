@@ -65,7 +65,7 @@ class ApiMetrics:
         )
         self.time_to_first_token = Histogram(
             "salut_time_to_first_token_seconds",
-            "Seconds from a request reaching the node to its first token.",
+            "Seconds from a parsed request being handed to the node to its first token.",
             ["model"],
             buckets=TTFT_BUCKETS,
             registry=self.registry,
