@@ -95,6 +95,10 @@ class JsonLogitsProcessor:
         self._seen: int | None = None  # context length at the previous call
 
     def __call__(self, tokens: mx.array, logits: mx.array) -> mx.array:
+        # Start this step's forward pass now: it runs while the host reads the last token and
+        # computes the mask below (otherwise the mask would wait for nothing and then the
+        # forward pass for the mask, one after the other).
+        mx.async_eval(logits)
         total = tokens.size
         if self._seen is not None and total > self._seen:
             # The tokens sampled since the last call (one per step). A token the grammar did
