@@ -244,3 +244,24 @@ def test_a_tokenizer_the_grammar_engine_cannot_read_is_named() -> None:
         GrammarTokenizer(SlowTokenizer())
     error = errors.response_format_unsupported("org/m", "ValueError: slow")
     assert error.status == 400 and error.param == "response_format" and "org/m" in error.message
+
+
+async def test_a_bad_schema_that_skipped_the_api_is_refused_by_the_engine(node: Node) -> None:
+    """A peer's request reaches the engine without the API's check: still a 400, before any
+    token, and the engine goes on serving."""
+    from salut_tui.engine.types import Error, Finish
+
+    bad = GenerationRequest(
+        model=next(iter(node.loaded_model_ids())),
+        prompt="x",
+        constraint=JsonConstraint('{"type":"nonsense"}'),
+    )
+    chunks = [c async for c in node.generate(bad)]
+    assert len(chunks) == 1 and isinstance(chunks[0], Error)
+    assert chunks[0].status == 400
+    assert chunks[0].param == "response_format.json_schema.schema"
+    good = GenerationRequest(
+        model=bad.model, prompt="x", constraint=JsonConstraint.for_schema({"enum": [1, 2]})
+    )
+    chunks = [c async for c in node.generate(good)]
+    assert isinstance(chunks[-1], Finish) and chunks[-1].reason == "stop"

@@ -27,6 +27,8 @@ class Submit:
     request: GenerationRequest
     prompt: list[int]
     sink: Sink
+    # Built off this thread too: the response_format mask (engine/structured.py), if any.
+    processors: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

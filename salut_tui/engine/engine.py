@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from salut_tui.config import Settings
 from salut_tui.engine import errors
+from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.memory import (
     MemoryStatus,
@@ -28,6 +29,7 @@ from salut_tui.engine.memory import (
     within_metal,
 )
 from salut_tui.engine.registry import ModelRegistry
+from salut_tui.engine.structured import Constraints
 from salut_tui.engine.tokenize import tokenize_prompt
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
 from salut_tui.engine.worker import STARTED, Worker
@@ -77,6 +79,7 @@ class Engine:
         self._keys = itertools.count(1)
         self._tokenizing = 0  # requests whose prompt is being tokenized
         self._models: dict[str, LoadedModelInfo] = {}
+        self._constraints = Constraints()
         self._loading: dict[str, asyncio.Task[LoadedModelInfo]] = {}
         # The thread loads one model at a time anyway; holding this across the fit check and the
         # load makes each check see the memory the previous load took (two preloads at start-up
@@ -119,6 +122,10 @@ class Engine:
         its prompt is being tokenized submits nothing.
         """
         refusal = self._refusal(request)
+        processors: tuple[Any, ...] = ()
+        if refusal is None and request.constraint is not None:  # response_format, off-thread
+            built = await self._constrain(request, request.constraint)
+            refusal, processors = (built, ()) if isinstance(built, Error) else (None, (built,))
         if refusal is None:
             prompt_or_error = await self._tokenize(request)
             if self._worker is None or self._stopped:  # stopped while tokenizing
@@ -131,7 +138,7 @@ class Engine:
         assert self._worker is not None and isinstance(prompt_or_error, list)
         stream = _Stream(next(self._keys))
         self._streams[stream.key] = stream
-        self._worker.submit(stream.key, request, prompt_or_error, self._sink(stream))
+        self._worker.submit(stream.key, request, prompt_or_error, self._sink(stream), processors)
         try:
             while True:
                 item = await stream.queue.get()
@@ -146,6 +153,15 @@ class Engine:
                 # until the thread confirms, so in_flight tells the truth about the thread.
                 stream.closed = True
                 self._worker.cancel(stream.key)
+
+    async def _constrain(self, request: GenerationRequest, constraint: JsonConstraint) -> Any:
+        """The response_format mask's processor, or an Error (see structured.py)."""
+        self._tokenizing += 1  # queued while its grammar is built, like while it tokenizes
+        try:
+            tokenizer = self.tokenizer_for(request.model)
+            return await self._constraints.processor(request.model, tokenizer, constraint)
+        finally:
+            self._tokenizing -= 1
 
     async def _tokenize(self, request: GenerationRequest) -> list[int] | Error:
         """The prompt's token ids, or why it cannot be served (see tokenize.py)."""

@@ -16,6 +16,7 @@ the generation stops by itself with finish_reason "stop".
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import llguidance
@@ -26,7 +27,9 @@ import numpy as np
 if TYPE_CHECKING:
     from llguidance._lib import JsonCompileOptions
 
+from salut_tui.engine import errors
 from salut_tui.engine.constraint import JsonConstraint
+from salut_tui.engine.types import Error
 
 # Unsupported keywords are refused (lenient off): a 400 beats an answer that ignores the schema.
 # Compact JSON with a space after separators; no free whitespace: a weak model would otherwise
@@ -124,3 +127,31 @@ class JsonLogitsProcessor:
     @property
     def error(self) -> str:
         return self._matcher.get_error() if self._matcher.is_error() else ""
+
+
+class Constraints:
+    """Builds requests' processors off the MLX thread (llguidance's view of a 49k-token
+    tokenizer takes ~1.5 s, a schema a few ms: neither may stall every other decode). One
+    GrammarTokenizer per model id and tokenizer object, so a reloaded model gets a fresh one."""
+
+    def __init__(self) -> None:
+        self._grammars: dict[str, tuple[Any, GrammarTokenizer]] = {}
+
+    async def processor(
+        self, model_id: str, tokenizer: Any, constraint: JsonConstraint
+    ) -> JsonLogitsProcessor | Error:
+        try:
+            return await asyncio.to_thread(self._build, model_id, tokenizer, constraint)
+        except SchemaInvalid as exc:  # a peer's request: the API checked schemas sent to it
+            return errors.schema_invalid(str(exc))
+        except TokenizerUnsupported as exc:
+            return errors.response_format_unsupported(model_id, str(exc))
+
+    def _build(
+        self, model_id: str, tokenizer: Any, constraint: JsonConstraint
+    ) -> JsonLogitsProcessor:
+        known = self._grammars.get(model_id)
+        if known is None or known[0] is not tokenizer:
+            known = (tokenizer, GrammarTokenizer(tokenizer))
+            self._grammars[model_id] = known
+        return known[1].processor(constraint)

@@ -35,7 +35,6 @@ from salut_tui.engine.commands import Call, Cancel, Command, Load, Sink, Stop, S
 from salut_tui.engine.loader import LoadedModel, LoadedModelInfo, Progress, load_with_progress
 from salut_tui.engine.prefix_cache import PrefixCache
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
-from salut_tui.engine.structured import GrammarTokenizer, SchemaInvalid, TokenizerUnsupported
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
 from salut_tui.engine.types import Error, Finish, GenerationRequest
 
@@ -65,21 +64,9 @@ class _Model:
     generator: BatchGenerator
     by_uid: dict[int, _Active] = field(default_factory=dict)
     prefixes: PrefixCache = field(init=False)
-    grammar: GrammarTokenizer | None = None  # built on the first constrained request
 
     def __post_init__(self) -> None:
         self.prefixes = PrefixCache(self.loaded.info.model_id)
-
-    def logits_processors(self, request: GenerationRequest) -> list:
-        """Sampling's processors, then the response_format mask (last, so that nothing after
-        it can lift a forbidden token's -inf). SchemaInvalid for a schema that cannot compile,
-        TokenizerUnsupported for a model whose tokenizer the grammar engine cannot read."""
-        processors = build_logits_processors(request.sampling)
-        if request.constraint is None:
-            return processors
-        if self.grammar is None:
-            self.grammar = GrammarTokenizer(self.loaded.tokenizer)
-        return [*processors, self.grammar.processor(request.constraint)]
 
 
 class Worker:
@@ -105,8 +92,15 @@ class Worker:
     def join(self) -> None:
         self._thread.join()
 
-    def submit(self, key: int, request: GenerationRequest, prompt: list[int], sink: Sink) -> None:
-        self._commands.put(Submit(key, request, prompt, sink))
+    def submit(
+        self,
+        key: int,
+        request: GenerationRequest,
+        prompt: list[int],
+        sink: Sink,
+        processors: tuple[Any, ...] = (),
+    ) -> None:
+        self._commands.put(Submit(key, request, prompt, sink, processors))
 
     def cancel(self, key: int) -> None:
         self._commands.put(Cancel(key))
@@ -228,14 +222,6 @@ class Worker:
             self._emit(sink, errors.model_not_loaded(request.model))
             return
         info = model.loaded.info
-        try:
-            processors = model.logits_processors(request)
-        except SchemaInvalid as exc:  # a peer's request: the API checked schemas sent here
-            self._emit(sink, errors.schema_invalid(str(exc)))
-            return
-        except TokenizerUnsupported as exc:
-            self._emit(sink, errors.response_format_unsupported(request.model, str(exc)))
-            return
         wanted = request.sampling.max_tokens or self.settings.default_max_tokens
         max_tokens = max(1, min(wanted, info.context_length - len(prompt)))
         cache, rest = model.prefixes.fetch(prompt)
@@ -246,7 +232,9 @@ class Worker:
             all_tokens=[prompt[: len(prompt) - len(rest)]] if cache is not None else None,
             # None selects the generator's shared greedy sampler (one batched argmax).
             samplers=[build_sampler(request.sampling)],  # type: ignore[list-item]
-            logits_processors=[processors],
+            # Sampling's processors, then the response_format mask: last, so that nothing
+            # after it can lift a forbidden token's -inf.
+            logits_processors=[[*build_logits_processors(request.sampling), *command.processors]],
         )
         self.cached_prompt_tokens += len(prompt) - len(rest)
         tokenizer = model.loaded.tokenizer
