@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from salut_tui.config import DEFAULT_MODEL, Settings
+from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.default_model import bundled_default_available, ensure_default_model
 from salut_tui.engine.types import (
     Chunk,
@@ -152,6 +153,11 @@ def test_two_stage_pipeline_matches_one_node(llama4: Path, tmp_path: Path) -> No
         cancelled = cluster.chunks[long.request_id][-1]
         assert isinstance(cancelled, Finish) and cancelled.reason == "cancelled"
         assert 0 < cancelled.usage.completion_tokens < 400
+
+        # response_format is refused on a sharded instance, never silently ignored.
+        shaped = replace(chat("Hello", 5), constraint=JsonConstraint())
+        refused = cluster.generate([shaped])[shaped.request_id]
+        assert isinstance(refused[-1], Error) and refused[-1].param == "response_format"
 
         unknown = GenerationRequest("no/such-model", prompt="hi")
         errors = cluster.generate([unknown])[unknown.request_id]

@@ -115,3 +115,14 @@ def response_format_unsupported(model_id: str, reason: str) -> Error:
         f"is not one the grammar engine reads ({reason}).",
         param="response_format",
     )
+
+
+def response_format_sharded(model_id: str) -> Error:
+    """Sharded instances do not run the grammar mask yet: say so rather than ignore it."""
+    return Error.of(
+        400,
+        f"The model '{model_id}' is served sharded across nodes, where response_format "
+        "(json_object, json_schema) is not supported yet; load it on one node to use it.",
+        code="unsupported_parameter",
+        param="response_format",
+    )

@@ -20,6 +20,7 @@ from typing import Any
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.sample_utils import greedy_sampler
 
+from salut_tui.engine import errors
 from salut_tui.engine.loader import context_length
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
@@ -95,6 +96,9 @@ class ShardSession:
             return
         if rid in self.texts:
             self.emit(rid, Error(f"request id {rid} is already in flight", code="duplicate_id"))
+            return
+        if request.constraint is not None:  # no grammar mask on the ranks yet: never ignore it
+            self.emit(rid, errors.response_format_sharded(request.model))
             return
         sampling = request.sampling
         wanted = sampling.max_tokens or self.max_tokens_default
