@@ -1,0 +1,80 @@
+"""`?`: every key of the screen underneath and of the whole app, in one overlay.
+
+Built from the bindings themselves (not a hand-written list), so a key added to a screen shows
+here without anyone remembering to document it; keys that only work in some states (stop while
+an answer is written) are listed too, since the overlay is where a user looks for them.
+"""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+# What the bindings cannot say: keys handled by widgets or by Textual itself.
+GENERAL_NOTES = (
+    ("ctrl+c", "copy the selected text; with nothing selected, quit (asks first if needed)"),
+    ("ctrl+p", "command palette: every screen's commands"),
+    ("tab / shift+tab", "next / previous field"),
+)
+
+
+def key_rows(app: App, node: DOMNode) -> list[tuple[str, str]]:
+    """(keys, description) for each action bound on `node`, keys of one action joined."""
+    rows: dict[str, tuple[list[str], str]] = {}
+    for key, binding in node._bindings:
+        if binding.system or (key.startswith("f") and key[1:].isdigit()):
+            continue  # F1..F8 mirror the screen keys; see the "Everywhere" note
+        keys, _ = rows.setdefault(binding.action, ([], describe(binding)))
+        shown = app.get_key_display(binding.with_key(key))
+        if shown not in keys:
+            keys.append(shown)
+    return [(" ".join(keys), description) for keys, description in rows.values()]
+
+
+def describe(binding: Binding) -> str:
+    return binding.tooltip or binding.description or binding.action
+
+
+def help_table(rows: list[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for keys, description in rows:
+        table.add_row(escape(keys), escape(description))
+    return table
+
+
+class HelpOverlay(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, under: Screen, title: str, hint: str = "") -> None:
+        super().__init__()
+        self.under = under
+        self.title_text = title
+        self.hint = hint
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        general = [
+            *key_rows(app, app),
+            ("f1 … f8", "the screens, even while a text field has the focus"),
+            *GENERAL_NOTES,
+        ]
+        with Vertical(id="help", classes="dialog"):
+            yield Static(f"[b]Keys: {escape(self.title_text)}[/]   [dim]escape closes[/]")
+            with VerticalScroll(id="help-scroll"):
+                if self.hint:
+                    yield Static(escape(self.hint), id="help-hint")
+                yield Static("[b]This screen[/]", classes="help-section")
+                yield Static(help_table(key_rows(app, self.under)), id="help-screen-keys")
+                yield Static("[b]Everywhere[/]", classes="help-section")
+                yield Static(help_table(general), id="help-app-keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
