@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 from rich.table import Table
-from textual.app import App, ComposeResult
+from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.dom import DOMNode
@@ -24,17 +24,21 @@ GENERAL_NOTES = (
 )
 
 
-def key_rows(app: App, node: DOMNode) -> list[tuple[str, str]]:
+def key_rows(node: DOMNode) -> list[tuple[str, str]]:
     """(keys, description) for each action bound on `node`, keys of one action joined."""
     rows: dict[str, tuple[list[str], str]] = {}
     for key, binding in node._bindings:
         if binding.system or (key.startswith("f") and key[1:].isdigit()):
             continue  # F1..F8 mirror the screen keys; see the "Everywhere" note
         keys, _ = rows.setdefault(binding.action, ([], describe(binding)))
-        shown = app.get_key_display(binding.with_key(key))
+        shown = binding.key_display or KEY_NAMES.get(key, key)
         if shown not in keys:
             keys.append(shown)
     return [(" ".join(keys), description) for keys, description in rows.values()]
+
+
+# Key names as a user reads them (Textual's own display writes ctrl+s as ^s).
+KEY_NAMES = {"question_mark": "?", "escape": "esc", "space": "space"}
 
 
 def describe(binding: Binding) -> str:
@@ -62,7 +66,7 @@ class HelpOverlay(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         app = self.app
         general = [
-            *key_rows(app, app),
+            *key_rows(app),
             ("f1 … f8", "the screens, even while a text field has the focus"),
             *GENERAL_NOTES,
         ]
@@ -72,7 +76,7 @@ class HelpOverlay(ModalScreen[None]):
                 if self.hint:
                     yield Static(escape(self.hint), id="help-hint")
                 yield Static("[b]This screen[/]", classes="help-section")
-                yield Static(help_table(key_rows(app, self.under)), id="help-screen-keys")
+                yield Static(help_table(key_rows(self.under)), id="help-screen-keys")
                 yield Static("[b]Everywhere[/]", classes="help-section")
                 yield Static(help_table(general), id="help-app-keys")
 

@@ -24,9 +24,10 @@ from textual.widgets import Button, Input, Label, Markdown, Select, Static, Text
 from textual.worker import Worker
 
 from salut_tui.engine.types import Error, Finish, GenerationRequest, Token
-from salut_tui.ui.format import printable
+from salut_tui.ui.format import Figures, printable
 from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
+from salut_tui.ui.state import LoadState, StreamRecord
 from salut_tui.ui.widgets.confirm import Confirm
 from salut_tui.ui.widgets.sampling import SamplingBar
 
@@ -202,30 +203,10 @@ class ChatScreen(NodeScreen):
         """The status line and the answer's label while it is written (4 Hz, not per token)."""
         record = self.state.streams.records.get(request.request_id)
         load = self.state.models.loads.get(request.model)
-        if record is None:
-            if load is not None and not load.done:
-                stage = f" {load.stage}" if load.stage else ""
-                self.set_status(f"loading model {request.model}… {load.fraction:.0%}{stage}")
-            else:
-                self.set_status(f"waiting for {request.model}…")
-            return
-        rate = self.figures.rate(record.tokens_per_second(time.monotonic()))
-        where = f"on {record.served_by}"
-        if record.completion_tokens == 0:
-            self.set_status(f"{request.model} {where} is reading the prompt… (escape stops)")
-        else:
-            self.set_status(
-                f"{request.model} {where} is writing… {record.completion_tokens} tokens · "
-                f"{rate} tok/s (escape stops)"
-            )
-        label.update(self._label(record.model, record.served_by, record.completion_tokens, rate))
-
-    def _label(self, model: str, served_by: str, tokens: int, rate: str, end: str = "") -> str:
-        tail = f" · {end}" if end else ""
-        return (
-            f"[b]{escape(model)}[/] [dim]served by {escape(served_by)} · {tokens} tokens · "
-            f"{rate} tok/s{escape(tail)}[/]"
-        )
+        self.set_status(progress_line(request.model, record, load, self.figures))
+        if record is not None:
+            rate = self.figures.rate(record.tokens_per_second(time.monotonic()))
+            label.update(answer_label(record, rate))
 
     async def _answer(self, request: GenerationRequest, answer: Markdown, label: Static) -> None:
         stream = Markdown.get_stream(answer)
@@ -270,9 +251,7 @@ class ChatScreen(NodeScreen):
         finished = record.finished
         end = outcome.split(" · ")[0] if finished is None else finished.finish_reason
         rate = self.figures.rate(record.tokens_per_second(time.monotonic()))
-        label.update(
-            self._label(record.model, record.served_by, record.completion_tokens, rate, end)
-        )
+        label.update(answer_label(record, rate, end))
 
     # ---- keys --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -292,3 +271,29 @@ class ChatScreen(NodeScreen):
         await self.query_one("#conversation", VerticalScroll).remove_children()
         self.set_status("New chat.")
         self.query_one("#prompt").focus()
+
+
+def progress_line(
+    model: str, record: StreamRecord | None, load: LoadState | None, figures: Figures
+) -> str:
+    """What the status line says while an answer is on its way: the model's load progress
+    until the stream starts (the node loads a model on first use), then who writes how fast."""
+    if record is None:
+        if load is not None and not load.done:
+            stage = f" · {load.stage}" if load.stage else ""
+            return f"loading model {model}… {load.fraction:.0%}{stage} (escape stops)"
+        return f"waiting for {model}… (escape stops)"
+    where = f"{model} on {record.served_by}"
+    if record.completion_tokens == 0:
+        return f"{where} is reading the prompt… (escape stops)"
+    rate = figures.rate(record.tokens_per_second(time.monotonic()))
+    return f"{where} is writing… {record.completion_tokens} tokens · {rate} tok/s (escape stops)"
+
+
+def answer_label(record: StreamRecord, rate: str, end: str = "") -> str:
+    """The line above an answer: which model, served by which node, how many tokens how fast."""
+    tail = f" · {end}" if end else ""
+    return (
+        f"[b]{escape(record.model)}[/] [dim]served by {escape(record.served_by)} · "
+        f"{record.completion_tokens} tokens · {rate} tok/s{escape(tail)}[/]"
+    )
