@@ -80,7 +80,7 @@ class SalutApp(App[int]):
         # App's ctrl+c binding, `help_quit` below. ctrl+q (App's) quits the same way as q.
         Binding("y", "copy_offer", "Copy", show=False, tooltip="Copy what this screen offers"),
         Binding("question_mark", "help", "Help", show=False, tooltip="Every key of this screen"),
-        Binding("escape", "hide_keys", "Close keys", show=False, priority=True),
+        Binding("escape", "hide_keys", "Close the Keys panel", show=False, priority=True),
     ]
 
     def __init__(
@@ -170,7 +170,8 @@ class SalutApp(App[int]):
     def action_help(self) -> None:
         screen = self.screen
         if isinstance(screen, NodeScreen):
-            self.push_screen(HelpOverlay(screen, screen.SCREEN_TITLE, screen.HINT))
+            titles = tuple(title for _mode, _key, title in SCREENS)
+            self.push_screen(HelpOverlay(screen, screen.SCREEN_TITLE, screen.HINT, titles))
 
     def action_hide_keys(self) -> None:
         """escape closes Textual's Keys panel (palette: Keys) when it is open."""

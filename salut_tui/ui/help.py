@@ -19,17 +19,23 @@ from textual.widgets import Static
 # What the bindings cannot say: keys handled by widgets or by Textual itself.
 GENERAL_NOTES = (
     ("ctrl+c", "copy the selected text; with nothing selected, quit (asks first if needed)"),
-    ("ctrl+p", "command palette: every screen's commands"),
-    ("tab / shift+tab", "next / previous field"),
+    ("tab shift+tab", "next / previous field"),
 )
+# Listed once in a row of their own (screen keys) or among the notes (focus keys).
+SKIPPED_ACTIONS = ("app.focus_next", "app.focus_previous", "focus_next", "focus_previous")
 
 
 def key_rows(node: DOMNode) -> list[tuple[str, str]]:
     """(keys, description) for each action bound on `node`, keys of one action joined."""
     rows: dict[str, tuple[list[str], str]] = {}
     for key, binding in node._bindings:
-        if binding.system or (key.startswith("f") and key[1:].isdigit()):
-            continue  # F1..F8 mirror the screen keys; see the "Everywhere" note
+        if (
+            binding.system
+            or binding.action in SKIPPED_ACTIONS
+            or binding.action.startswith("show(")
+            or (key.startswith("f") and key[1:].isdigit())
+        ):
+            continue
         keys, _ = rows.setdefault(binding.action, ([], describe(binding)))
         shown = binding.key_display or KEY_NAMES.get(key, key)
         if shown not in keys:
@@ -57,17 +63,24 @@ def help_table(rows: list[tuple[str, str]]) -> Table:
 class HelpOverlay(ModalScreen[None]):
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
 
-    def __init__(self, under: Screen, title: str, hint: str = "") -> None:
+    def __init__(
+        self, under: Screen, title: str, hint: str = "", screens: tuple[str, ...] = ()
+    ) -> None:
         super().__init__()
         self.under = under
         self.title_text = title
         self.hint = hint
+        self.screens = screens
 
     def compose(self) -> ComposeResult:
         app = self.app
         general = [
+            (f"1 … {len(self.screens)}", ", ".join(self.screens)),
+            (
+                f"f1 … f{len(self.screens)}",
+                "the same screens, even while a text field has the focus",
+            ),
             *key_rows(app),
-            ("f1 … f8", "the screens, even while a text field has the focus"),
             *GENERAL_NOTES,
         ]
         with Vertical(id="help", classes="dialog"):
@@ -79,6 +92,9 @@ class HelpOverlay(ModalScreen[None]):
                 yield Static(help_table(key_rows(self.under)), id="help-screen-keys")
                 yield Static("[b]Everywhere[/]", classes="help-section")
                 yield Static(help_table(general), id="help-app-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-scroll").focus()  # ↑↓ pgup pgdn scroll a long list
 
     def action_close(self) -> None:
         self.dismiss(None)

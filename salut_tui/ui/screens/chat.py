@@ -39,7 +39,7 @@ PROGRESS_INTERVAL = 0.25
 
 class ChatScreen(NodeScreen):
     SCREEN_TITLE = "Chat"
-    HINT = "ctrl+s send · enter new line · esc stop/leave field · ctrl+n new chat · y copy answer"
+    HINT = "ctrl+s send · enter newline · esc stop/leave · ctrl+n new · y copy · ? keys"
     TOPICS = frozenset({"models"})
     BINDINGS = [
         Binding("ctrl+s,ctrl+enter,alt+enter,ctrl+j", "send", "Send", priority=True),
