@@ -138,7 +138,7 @@ def test_salut_in_tmux_chats_follows_a_live_stream_and_copies(
     port = free_port()
     command = salut_command(tmp_path, long_context_model, port)
     shell = f"cd {Path.cwd()} && {' '.join(command)}; echo $? > {exit_file}"
-    session = f"salut-test-{tmp_path.name}"
+    session = f"salut-test-{os.getpid()}-{tmp_path.name}"
     tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "24", shell)
     tmux("set-option", "-s", "set-clipboard", "on")
     client: subprocess.Popen[bytes] | None = None

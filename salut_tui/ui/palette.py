@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
+from textual.css.query import NoMatches
 
 from salut_tui.ui.screens.base import NodeScreen
 
@@ -36,7 +37,11 @@ def screen_commands(
             continue
         fresh = screen is None
         offered = screen if screen is not None else app.SCREEN_TYPES[mode]()
-        for command in offered.commands():
+        try:
+            commands = list(offered.commands())
+        except NoMatches:  # a screen whose commands read its widgets, asked before it has any
+            continue
+        for command in commands:
             if offered is current:
                 yield command
             elif not fresh and offered.is_mounted:
