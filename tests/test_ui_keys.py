@@ -162,3 +162,17 @@ async def test_ctrl_c_with_nothing_to_lose_quits_at_once(
         await pilot.press("ctrl+c")
         await ui_until(pilot, lambda: not app.is_running)
     assert app.return_code == 0
+
+
+async def test_palette_opens_the_help_even_from_a_text_field(
+    tmp_path: Path, tiny_model_path: Path, tiny_model_id: str
+) -> None:
+    app = SalutApp(make_node(tmp_path, tiny_model_path, tiny_model_id), preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("4")  # the chat prompt has the focus: ? would type a question mark
+        await ui_until(pilot, lambda: app.screen.__class__.__name__ == "ChatScreen")
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"keys of this", "enter")
+        await ui_until(pilot, lambda: isinstance(app.screen, HelpOverlay))
+        assert "Send" in _table_text(app, "#help-screen-keys")

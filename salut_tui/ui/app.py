@@ -215,6 +215,10 @@ class SalutApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         current = screen if isinstance(screen, NodeScreen) else None
+        if current is not None:  # `?` types text in a field; the palette reaches it anywhere
+            yield SystemCommand(
+                "Help: keys of this screen", "Every key, as ? shows", self.action_help
+            )
         yield from screen_commands(self, current, SCREENS)
         yield from super().get_system_commands(screen)
 
