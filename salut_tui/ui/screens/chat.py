@@ -42,7 +42,9 @@ class ChatScreen(NodeScreen):
     HINT = "ctrl+s send · enter newline · esc stop/leave · ctrl+n new · y copy · ? keys"
     TOPICS = frozenset({"models"})
     BINDINGS = [
-        Binding("ctrl+s,ctrl+enter,alt+enter,ctrl+j", "send", "Send", priority=True),
+        # Not a priority binding: the key then waits behind the keys typed before it (they
+        # go to the editor first), so a fast typist's last characters are sent too.
+        Binding("ctrl+s,ctrl+enter,alt+enter,ctrl+j", "send", "Send"),
         Binding("escape", "stop", "Stop / leave field"),
         Binding("ctrl+n", "new_chat", "New chat"),
     ]
