@@ -152,8 +152,12 @@ class SalutApp(App[int]):
         self.push_screen(Stopping(self.node.stats().in_flight))
 
         async def stop() -> None:
-            await self.node.stop()
-            self.exit(0)
+            try:
+                await self.node.stop()
+            except Exception:  # the UI still goes away; run_app stops what is left
+                log.exception("stopping the node failed")
+            finally:
+                self.exit(0)
 
         self.run_worker(stop(), exit_on_error=False)
 
@@ -225,7 +229,9 @@ class SalutApp(App[int]):
     # ---- node events -------------------------------------------------------------------
     def on_node_changed(self, message: NodeChanged) -> None:
         self._bridge.handled(message.topic)
-        if not self.screen_stack:  # the app is closing: a late event has nothing to draw on
+        # The app is closing: screens are gone or being taken apart, and node.stop publishes
+        # peer and model events on the way out; a late event has nothing to draw on.
+        if not self.screen_stack or not self.is_running:
             return
         screen = self.screen
         # A screen being pushed is current before its widgets exist: it draws on resume instead.
@@ -245,13 +251,15 @@ class SalutApp(App[int]):
 
     def on_log_posted(self, message: LogPosted) -> None:
         self.state.logs.append(message.entry)
+        if not self.screen_stack or not self.is_running:
+            return
         screen = self.screen
         if isinstance(screen, LogsScreen) and screen.is_mounted:  # else resume replays it
             screen.append(message.entry)
 
     def _tick(self) -> None:
         """Once a second: the title bar figures and whatever the current screen counts."""
-        if not self.screen_stack:  # the app is closing (a tick can land after the last screen)
+        if not self.screen_stack or not self.is_running:  # the app is closing
             return
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
