@@ -76,6 +76,10 @@ class ChatScreen(NodeScreen):
             )
             yield Button("Send", id="send", compact=True, variant="primary")
 
+    def on_mount(self) -> None:
+        # A blinking cursor is drawn or not depending on when the picture is taken.
+        self.query_one("#prompt", TextArea).cursor_blink = not self.figures.mask_volatile
+
     def on_screen_resume(self) -> None:
         super().on_screen_resume()
         self.query_one("#prompt").focus()  # coming to Chat means coming to type
