@@ -59,3 +59,46 @@ def test_screen_snapshot(
     node = make_node(tmp_path, tiny_model_path, tiny_model_id)
     app = SalutApp(node, preload=[tiny_model_id], mask_volatile=True)
     assert snap_compare(app, terminal_size=size, run_before=settle(key, tiny_model_id))
+
+
+def streams_with_every_mark(pilot_key: str = "3"):
+    async def run_before(pilot: Pilot) -> None:
+        from tests.test_ui_streams import publish_streams
+
+        app: SalutApp = pilot.app  # type: ignore[assignment]
+        await pilot.press(pilot_key)
+        await pilot.pause()
+        publish_streams(app.node)
+        await ui_until(pilot, lambda: len(app.state.streams.records) == 4)
+        await pilot.pause(0.5)  # the table redraws at 4 Hz
+        app.clear_notifications()
+        await pilot.pause(0.2)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_streams_marks_snapshot(
+    snap_compare, size: tuple[int, int], tmp_path: Path, tiny_model_path: Path, tiny_model_id: str
+) -> None:
+    """Completed ✓, cancelled ⊘, failed ✗ and live ● rows; TTFT, tok/s, Finish on screen."""
+    node = make_node(tmp_path, tiny_model_path, tiny_model_id)
+    app = SalutApp(node, preload=[], mask_volatile=True)
+    assert snap_compare(app, terminal_size=size, run_before=streams_with_every_mark())
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_overlay_snapshot(
+    snap_compare, size: tuple[int, int], tmp_path: Path, tiny_model_path: Path, tiny_model_id: str
+) -> None:
+    """`?` on Streams: the screen's keys, then the keys that work everywhere."""
+    node = make_node(tmp_path, tiny_model_path, tiny_model_id)
+    app = SalutApp(node, preload=[], mask_volatile=True)
+
+    async def run_before(pilot: Pilot) -> None:
+        await pilot.press("3")
+        await pilot.pause()
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)

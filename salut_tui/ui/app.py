@@ -10,15 +10,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import HelpPanel
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
 from salut_tui.node import Node
 from salut_tui.ui.bridge import EventBridge, UILogHandler
 from salut_tui.ui.format import Figures
+from salut_tui.ui.help import HelpOverlay
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
+from salut_tui.ui.palette import screen_commands
+from salut_tui.ui.quitting import Stopping, quit_reasons
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.chat import ChatScreen
 from salut_tui.ui.screens.logs import LogsScreen
@@ -30,6 +35,7 @@ from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
 from salut_tui.ui.state import LEVELS, UIState
 from salut_tui.ui.themes import load_theme_files, theme_dirs
+from salut_tui.ui.widgets.confirm import Confirm
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ class SalutApp(App[int]):
 
     TITLE = "Salut"
     CSS_PATH = "salut.tcss"
-    MODES = {
+    SCREEN_TYPES: dict[str, type[NodeScreen]] = {
         "overview": OverviewScreen,
         "models": ModelsScreen,
         "streams": StreamsScreen,
@@ -61,6 +67,7 @@ class SalutApp(App[int]):
         "settings": SettingsScreen,
         "logs": LogsScreen,
     }
+    MODES = dict(SCREEN_TYPES)
     BINDINGS = [
         *(Binding(key, f"show('{mode}')", title, id=mode) for mode, key, title in SCREENS),
         # F1..F8 reach the screens even while a text field has the focus.
@@ -69,7 +76,11 @@ class SalutApp(App[int]):
             for n, (mode, _key, title) in enumerate(SCREENS, start=1)
         ),
         Binding("q", "quit", "Quit"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        # ctrl+c: Textual's own copy in fields and selections; with nothing to copy it reaches
+        # App's ctrl+c binding, `help_quit` below. ctrl+q (App's) quits the same way as q.
+        Binding("y", "copy_offer", "Copy", show=False, tooltip="Copy what this screen offers"),
+        Binding("question_mark", "help", "Help", show=False, tooltip="Every key of this screen"),
+        Binding("escape", "hide_keys", "Close the Keys panel", show=False, priority=True),
     ]
 
     def __init__(
@@ -90,6 +101,7 @@ class SalutApp(App[int]):
         self._unsubscribe: Callable[[], None] | None = None
         self._log_handler: UILogHandler | None = None
         self.theme_names: list[str] = []
+        self.stopping = False
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -113,11 +125,73 @@ class SalutApp(App[int]):
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
 
+    # ---- keys: quit, copy, help ----------------------------------------------------------
     async def action_quit(self) -> None:
+        """Ask first when quitting would lose something; then stop the node, then exit."""
+        if self.stopping or isinstance(self.screen, Confirm):
+            return
+        reasons = quit_reasons(self.node.stats().in_flight, self.node_screens())
+        if not reasons:
+            self._stop_and_exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop_and_exit()
+
+        detail = "; ".join(reasons).capitalize() + "."
+        self.push_screen(Confirm("Quit Salut?", detail, yes="Quit", no="Stay"), answered)
+
+    def action_help_quit(self) -> None:
+        """ctrl+c with nothing selected to copy: quit, as a terminal user expects."""
+        self.run_worker(self.action_quit(), exit_on_error=False)
+
+    def _stop_and_exit(self) -> None:
         """Finish in-flight streams and unload models before the screen goes away."""
-        self.notify("Stopping: finishing streams and unloading models…", timeout=10)
-        await self.node.stop()
-        self.exit(0)
+        self.stopping = True
+        self.push_screen(Stopping(self.node.stats().in_flight))
+
+        async def stop() -> None:
+            try:
+                await self.node.stop()
+            except Exception:  # the UI still goes away; run_app stops what is left
+                log.exception("stopping the node failed")
+            finally:
+                self.exit(0)
+
+        self.run_worker(stop(), exit_on_error=False)
+
+    def action_copy_offer(self) -> None:
+        screen = self.screen
+        offer = screen.copy_offer() if isinstance(screen, NodeScreen) else None
+        if offer is None:
+            self.notify("Nothing to copy here.", timeout=3)
+            return
+        what, text = offer
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied {what} ({len(text)} characters).", timeout=3)
+
+    def action_help(self) -> None:
+        screen = self.screen
+        if isinstance(screen, NodeScreen):
+            titles = tuple(title for _mode, _key, title in SCREENS)
+            self.push_screen(HelpOverlay(screen, screen.SCREEN_TITLE, screen.HINT, titles))
+
+    def action_hide_keys(self) -> None:
+        """escape closes Textual's Keys panel (palette: Keys) when it is open."""
+        panels = self.screen.query(HelpPanel)
+        if not panels:
+            raise SkipAction()
+        panels.remove()
+
+    def node_screens(self) -> list[NodeScreen]:
+        """The screens created so far (a mode's screen is created when first shown)."""
+        return [s for s in map(self.mode_screen, self.SCREEN_TYPES) if s is not None]
+
+    def mode_screen(self, mode: str) -> NodeScreen | None:
+        stack = self._screen_stacks.get(mode)
+        screen = stack[0] if stack else None
+        return screen if isinstance(screen, NodeScreen) else None
 
     def _install_themes(self) -> None:
         settings = self.node.settings
@@ -144,24 +218,20 @@ class SalutApp(App[int]):
             await self.switch_mode(mode)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for mode, key, title in SCREENS:
+        current = screen if isinstance(screen, NodeScreen) else None
+        if current is not None:  # `?` types text in a field; the palette reaches it anywhere
             yield SystemCommand(
-                f"Show {title}", f"Open the {title} screen (key {key})", self._shower(mode)
+                "Help: keys of this screen", "Every key, as ? shows", self.action_help
             )
-        if isinstance(screen, NodeScreen):
-            yield from screen.commands()
+        yield from screen_commands(self, current, SCREENS)
         yield from super().get_system_commands(screen)
-
-    def _shower(self, mode: str):
-        async def show() -> None:
-            await self.action_show(mode)
-
-        return show
 
     # ---- node events -------------------------------------------------------------------
     def on_node_changed(self, message: NodeChanged) -> None:
         self._bridge.handled(message.topic)
-        if not self.screen_stack:  # the app is closing: a late event has nothing to draw on
+        # The app is closing: screens are gone or being taken apart, and node.stop publishes
+        # peer and model events on the way out; a late event has nothing to draw on.
+        if not self.screen_stack or not self.is_running:
             return
         screen = self.screen
         # A screen being pushed is current before its widgets exist: it draws on resume instead.
@@ -181,13 +251,15 @@ class SalutApp(App[int]):
 
     def on_log_posted(self, message: LogPosted) -> None:
         self.state.logs.append(message.entry)
+        if not self.screen_stack or not self.is_running:
+            return
         screen = self.screen
         if isinstance(screen, LogsScreen) and screen.is_mounted:  # else resume replays it
             screen.append(message.entry)
 
     def _tick(self) -> None:
         """Once a second: the title bar figures and whatever the current screen counts."""
-        if not self.screen_stack:  # the app is closing (a tick can land after the last screen)
+        if not self.screen_stack or not self.is_running:  # the app is closing
             return
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:

@@ -67,8 +67,17 @@ class NodeScreen(Screen):
         """Called once a second while the screen is shown (uptime, rates)."""
 
     def commands(self) -> Iterable[SystemCommand]:
-        """This screen's actions for the command palette."""
+        """This screen's actions for the command palette; only those that would do something
+        now (the palette also lists them from other screens, see `ui/palette.py`)."""
         return ()
+
+    def copy_offer(self) -> tuple[str, str] | None:
+        """(what, text) that the copy key `y` puts on the clipboard here, if anything."""
+        return None
+
+    def unsaved_changes(self) -> str | None:
+        """Why quitting now would lose this screen's edits, or None."""
+        return None
 
     def update_title(self, status: str) -> None:
         name = self.node.settings.display_name()

@@ -87,6 +87,11 @@ class PairingScreen(NodeScreen):
             "Cancel pairing code", "Drop the code this node shows", self.action_cancel_code
         )
 
+    def copy_offer(self) -> tuple[str, str] | None:
+        cluster = self.node.cluster
+        code = cluster.pairing_status().code if cluster is not None else None
+        return ("the pairing code", code) if code else None
+
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[Topic]) -> None:
         if not self.is_mounted:

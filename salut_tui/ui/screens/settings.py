@@ -93,6 +93,16 @@ class SettingsScreen(NodeScreen):
         yield SystemCommand("Save settings", "Write salut.toml", self.action_save)
         yield SystemCommand("Generate API key", "Make a new random API key", self._generate_key)
 
+    def copy_offer(self) -> tuple[str, str] | None:
+        key = self.query_one("#set-api_key", Input).value if self.is_mounted else ""
+        key = key.strip() or self.node.settings.api_key
+        return ("the API key", key) if key else None
+
+    def unsaved_changes(self) -> str | None:
+        if not self.is_mounted or not self._initial or self.form_values() == self._initial:
+            return None
+        return "the Settings screen has unsaved changes (ctrl+s saves)"
+
     # ---- form <-> settings -------------------------------------------------------------
     def load_form(self) -> None:
         settings = self.node.settings

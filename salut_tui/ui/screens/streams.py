@@ -11,43 +11,58 @@ from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
-from salut_tui.ui.format import one_line, printable
+from salut_tui.ui.format import one_line
 from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
-from salut_tui.ui.screens.stream_detail import StreamDetail, stream_summary
+from salut_tui.ui.screens.stream_detail import (
+    StreamDetail,
+    TextFollower,
+    status_mark,
+    stream_line,
+)
 from salut_tui.ui.state import StreamRecord
 
-COLUMNS = ("", "Client", "Model", "Prompt", "Tokens", "TTFT", "tok/s", "Finish")
+# The figures come before Client and Prompt so that they fit at 80 columns.
+COLUMNS = ("", "Model", "Tokens", "TTFT", "tok/s", "Finish", "Client", "Prompt")
 # Redrawing the text of a long live stream costs time; at most this often.
 REDRAW_INTERVAL = 0.25
 
 
 class StreamsScreen(NodeScreen):
     SCREEN_TITLE = "Streams"
-    HINT = "enter open · ↑↓ select · c clear finished"
+    HINT = "enter open · ↑↓ select · y copy text · c clear finished · ? keys"
     TOPICS = frozenset({"streams"})
-    BINDINGS = [Binding("c", "clear_finished", "Clear finished", show=False)]
+    BINDINGS = [
+        Binding("c", "clear_finished", "Clear finished", show=False),
+        Binding("enter", "open", "Open the stream", show=False),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self._last_redraw = 0.0
         self._redraw_scheduled = False
         self._drawn_finished: set[str] = set()  # finished rows never change again
+        self._follower: TextFollower | None = None
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="streams"):
             table: DataTable = DataTable(id="stream-table", cursor_type="row")
             table.add_columns(*COLUMNS)
             yield table
+            yield Static(
+                "[dim]No requests yet. Point a client at this node's API.[/]",
+                id="stream-summary",
+            )
             with VerticalScroll(id="stream-preview"):
-                yield Static(
-                    "[dim]No requests yet. Point a client at this node's API.[/]",
-                    id="stream-summary",
-                )
                 yield Static("", id="stream-text", markup=False)
 
     def on_mount(self) -> None:
         self.query_one("#stream-table").focus()
+        self._follower = TextFollower(
+            self.query_one("#stream-preview", VerticalScroll),
+            self.query_one("#stream-text", Static),
+            limit=4000,
+        )
         self.set_interval(REDRAW_INTERVAL, self._follow_live)
 
     def _follow_live(self) -> None:
@@ -56,10 +71,17 @@ class StreamsScreen(NodeScreen):
             self._redraw_now()
 
     def commands(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Open stream", "Show the selected stream in full", self.action_open)
-        yield SystemCommand(
-            "Clear finished streams", "Empty the history", self.action_clear_finished
-        )
+        records = self.state.streams.records.values()
+        if records:
+            yield SystemCommand("Open stream", "Show the selected stream in full", self.action_open)
+        if any(not r.live for r in records):
+            yield SystemCommand(
+                "Clear finished streams", "Empty the history", self.action_clear_finished
+            )
+
+    def copy_offer(self) -> tuple[str, str] | None:
+        record = self.selected() if self.is_mounted else None
+        return None if record is None else ("the stream's text", record.text)
 
     # ---- drawing -----------------------------------------------------------------------
     def redraw(self, topics: set[Topic]) -> None:
@@ -100,20 +122,15 @@ class StreamsScreen(NodeScreen):
 
     def _cells(self, record: StreamRecord, now: float) -> tuple[str, ...]:
         fig = self.figures
-        mark = (
-            "[yellow]●[/]"
-            if record.live
-            else ("[red]✗[/]" if record.status == "error" else "[green]✓[/]")
-        )
         return (
-            mark,
-            escape(record.client or "-"),
-            escape(one_line(record.model, 24)),
-            escape(one_line(record.prompt_preview, 28)),
+            status_mark(record),
+            escape(one_line(record.model, 20)),
             str(record.completion_tokens),
             fig.seconds(record.time_to_first_token),
             fig.rate(record.tokens_per_second(now)),
             "" if record.live else escape(record.status),
+            escape(record.client or "-"),
+            escape(one_line(record.prompt_preview, 28)),
         )
 
     def selected(self) -> StreamRecord | None:
@@ -123,15 +140,15 @@ class StreamsScreen(NodeScreen):
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return self.state.streams.records.get(row_key.value or "")
 
-    def _draw_preview(self) -> None:
+    def _draw_preview(self, *, moved: bool = False) -> None:
         record = self.selected()
-        if record is None:
+        if record is None or self._follower is None:
             return
-        self.query_one("#stream-summary", Static).update(stream_summary(record, self.figures))
-        self.query_one("#stream-text", Static).update(printable(record.text[-4000:]))
+        self.query_one("#stream-summary", Static).update(stream_line(record, self.figures))
+        self._follower.show(record, restart=moved)
 
     def on_data_table_row_highlighted(self) -> None:
-        self._draw_preview()
+        self._draw_preview(moved=True)
 
     def on_data_table_row_selected(self) -> None:
         self.action_open()
@@ -150,3 +167,5 @@ class StreamsScreen(NodeScreen):
         if not records:
             self.query_one("#stream-summary", Static).update("[dim]History cleared.[/]")
             self.query_one("#stream-text", Static).update("")
+            if self._follower is not None:
+                self._follower.forget()
