@@ -32,6 +32,19 @@ class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and the key."""
 
 
+class ShardSetting(BaseModel):
+    """One `[[shard]]` table: a model this node loads split over paired nodes when it starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    """The model id (this node needs its files, and so does every participant)."""
+    nodes: list[str] = Field(default_factory=list)
+    """Names (or ids) of the peers that take part; empty: the fewest nodes it fits on."""
+    mode: Literal["pipeline", "tensor"] = "pipeline"
+    """pipeline: a range of layers per node; tensor: every layer split (fast links only)."""
+
+
 class Settings(BaseModel):
     """Everything a node reads from salut.toml. Every field has a default."""
 
@@ -91,6 +104,10 @@ class Settings(BaseModel):
     def _duration(cls, value: str | int) -> str | int:
         parse_keep_alive(value)  # raises ValueError with the reason
         return value
+
+    shard: list[ShardSetting] = Field(default_factory=list)
+    """`[[shard]]` tables: models loaded split over paired nodes at start, this node
+    coordinating (it waits up to a minute for the peers named to be linked)."""
 
     # ---- derived locations -------------------------------------------------------------
     def data_path(self) -> Path:

@@ -85,6 +85,13 @@ class PeersChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ShardsChanged(Event):
+    """A sharded instance on this node changed state (starting, ready, failed, stopped)."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class PairingChanged(Event):
     state: str
     detail: str = ""

@@ -39,6 +39,7 @@ from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
 from salut_tui.events import EventBus, KeepAliveChanged
 from salut_tui.keepalive import KeepAlive, parse_keep_alive
 from salut_tui.node_models import ModelActions
+from salut_tui.node_shards import NodeShards, no_shards
 from salut_tui.routing import (
     LoadLocally,
     Local,
@@ -47,8 +48,12 @@ from salut_tui.routing import (
     PeerUnreachable,
     Route,
     RouteFacts,
+    Sharded,
     decide,
 )
+from salut_tui.shard import control as shard_control
+from salut_tui.shard.placement import ShardPlan
+from salut_tui.shard.service import Mode
 from salut_tui.shutdown import ShutdownGate
 from salut_tui.startup import log_start_hints
 from salut_tui.stream_events import with_stream_events
@@ -74,6 +79,14 @@ class Node(ModelActions):
         self.cluster: Cluster | None = (
             None if settings.mode == "solo" else Cluster(self, settings, self.events)
         )
+        # Sharded models: a node with a cluster and an engine can coordinate or take part.
+        self.shards: NodeShards | None = None
+        if self.cluster is not None and self.engine is not None:
+            self.shards = NodeShards(
+                settings, self.registry, self.cluster, self.events,
+                free_memory=lambda: self.stats().memory_available,
+                local_models=self.local_models, load_model=self.load_model,
+            )  # fmt: skip
         self.started_at = time.time()
         self.version = __version__
         self.blas = detect_active_blas()  # shown in logs, the UI and /v1/cluster
@@ -97,6 +110,7 @@ class Node(ModelActions):
         if self.cluster is not None:  # peer and control routes beside /v1
             cluster_routes.install(app, self.cluster)
             model_routes.install(app, self)
+            shard_control.install(app, self)  # salut load/unload (sharded or whole)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
@@ -117,6 +131,9 @@ class Node(ModelActions):
         log_start_hints(self.settings, self.engine is not None, preload, self.registry)
         for model_id in preload:
             self._tasks.spawn(self._preload(model_id), name=f"preload {model_id}")
+        if self.shards is not None:  # [[shard]] tables, once their peers are linked
+            for shard in self.settings.shard:
+                self._tasks.spawn(self.shards.preload(shard), name=f"shard {shard.model}")
 
     async def stop(self) -> None:
         """End in-flight streams with a proper finish, stop the server, then the engine."""
@@ -124,6 +141,8 @@ class Node(ModelActions):
             return
         self._stopping = True
         await self._tasks.stop()
+        if self.shards is not None:  # runners stop; peers learn it from the join streams
+            await self.shards.close()
         if self.engine is not None:
             await self.engine.stop()  # streams get their Finish before the server goes away
         if self.cluster is not None:  # cluster plug-in: close links so their handlers return
@@ -165,6 +184,23 @@ class Node(ModelActions):
             self.keep_alive.loaded(model_id, time.monotonic(), seconds)
             self.events.publish(KeepAliveChanged(model_id))
         return info
+
+    # ---- sharded models (salut_tui.node_shards does the work) -------------------------------
+    def _shard_side(self) -> NodeShards:
+        if self.shards is None:
+            raise no_shards()
+        return self.shards
+
+    def shard_plan(self, model_id: str, nodes: list[str] | None = None) -> ShardPlan:
+        return self._shard_side().plan(model_id, nodes)
+
+    async def load_sharded(
+        self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
+    ) -> ShardPlan:
+        return await self._shard_side().load(model_id, nodes, mode)
+
+    async def unload_sharded(self, model_id: str) -> list[str]:
+        return await self._shard_side().unload(model_id)
 
     async def unload_model(self, model_id: str) -> None:
         if self.engine is None:
@@ -256,6 +292,7 @@ class Node(ModelActions):
             loaded_models=tuple(self.loaded_model_ids()),
             requests_in_flight=stats.in_flight,
             tokens_per_second=round(stats.tokens_per_second, 2),
+            shards=self.shards.service.views() if self.shards is not None else (),
         )
 
     # ---- generation --------------------------------------------------------------------
@@ -274,6 +311,7 @@ class Node(ModelActions):
             loadable_here=loadable,
             source=source,
             peers=self.cluster.peer_facts() if self.cluster is not None else (),
+            sharded_here=self.shards is not None and self.shards.service.coordinates(request.model),
         )
 
     async def _serve(
@@ -292,12 +330,32 @@ class Node(ModelActions):
                 assert self.cluster is not None
                 name = self.cluster.peer_name(candidates[0])
                 return name, self.cluster.proxy(request, candidates)
+            case Sharded(coordinator=None):
+                assert self.shards is not None
+                return "sharded", self.shards.service.generate(request, self._reroute)
+            case Sharded(coordinator=coordinator):
+                assert self.cluster is not None and coordinator is not None
+                name = self.cluster.peer_name(coordinator)
+                return f"{name} (sharded)", self.cluster.proxy(request, (coordinator,))
             case PeerUnreachable(peers=peers, retry_after=retry_after):
                 raise ModelError.of(errors.peer_unreachable(request.model, peers, retry_after))
             case NotFound():
                 raise ModelError.of(errors.model_not_found(request.model))
             case _:
                 assert_never(route)
+
+    async def _reroute(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
+        """Decide again and serve (a sharded instance failed before the first token)."""
+        try:
+            _, chunks = await self._serve(request, decide(self.route_facts(request)))
+        except ModelError as exc:
+            yield exc.to_error()
+            return
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await chunks.aclose()
 
     def _refusal(self, request: GenerationRequest) -> Error | None:
         """A forwarded request is checked against this node's own API key: a node's key

@@ -6,13 +6,15 @@ answer is one of the `Route` types below; the node acts on it with a `match`.
 
 Order of preference:
   1. a request a peer forwarded here is served here or nowhere (never bounced to a third node);
-  2. the model is loaded here: `Local`;
+  2. the model is loaded here: `Local`; this node coordinates a sharded instance of it:
+     `Sharded(None)` (served by that instance);
   3. healthy peers that have it loaded, least loaded then nearest: `Peer`;
-  4. this node could load it: `LoadLocally` (loading here beats loading on a peer);
-  5. healthy peers that could load it: `Peer`;
-  6. a paired peer is known to hold it but is stopped or unreachable: `PeerUnreachable`
+  4. a healthy peer coordinates a sharded instance of it: `Sharded(that peer)` (sent to it);
+  5. this node could load it: `LoadLocally` (loading here beats loading on a peer);
+  6. healthy peers that could load it: `Peer`;
+  7. a paired peer is known to hold it but is stopped or unreachable: `PeerUnreachable`
      (503 with Retry-After: it may well be back in a moment);
-  7. `NotFound`.
+  8. `NotFound`.
 
 Extending: a new way to serve (sharded model instances spanning several nodes) adds one answer
 type to `Route`, the facts it needs to `RouteFacts`, and one step above; `match` statements on
@@ -44,6 +46,7 @@ class PeerFacts:
     available: frozenset[str] = frozenset()
     load: int = 0  # requests in flight + queued on that peer
     rtt: float | None = None
+    sharded: frozenset[str] = frozenset()  # models it coordinates a ready sharded instance of
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ class RouteFacts:
     loaded_here: bool = False
     loadable_here: bool = False  # this node's registry found it (or it is the bundled default)
     source: Path | None = None  # where the registry found its files (None: resolve when loading)
+    sharded_here: bool = False  # this node coordinates a ready sharded instance of the model
     peers: tuple[PeerFacts, ...] = field(default=())
 
 
@@ -89,8 +93,15 @@ class NotFound:
     """Nobody here or among the reachable or known peers has the model: 404."""
 
 
-# Sharded model instances will add their answer here (e.g. `Sharded(instance_id)`).
-Route = Local | LoadLocally | Peer | PeerUnreachable | NotFound
+@dataclass(frozen=True, slots=True)
+class Sharded:
+    """A sharded instance serves the model: its coordinator is this node (None) or a peer,
+    to which the request is sent like any proxied request."""
+
+    coordinator: str | None
+
+
+Route = Local | LoadLocally | Peer | PeerUnreachable | NotFound | Sharded
 
 
 # ---- the decision ------------------------------------------------------------------------------
@@ -99,9 +110,13 @@ def decide(facts: RouteFacts) -> Route:
     if facts.forwarded:
         if facts.loaded_here:
             return Local()
+        if facts.sharded_here:
+            return Sharded(None)
         return LoadLocally(facts.source) if facts.loadable_here else NotFound()
     if facts.loaded_here:
         return Local()
+    if facts.sharded_here:
+        return Sharded(None)
     healthy = [p for p in facts.peers if p.health == "ok"]
     holders = sorted((p for p in healthy if model in p.loaded), key=_order)
     loaders = sorted(
@@ -111,6 +126,9 @@ def decide(facts: RouteFacts) -> Route:
         # Peers that could load it come after the holders, unless this node could load it.
         extra = [] if facts.loadable_here else loaders
         return Peer(tuple(p.node_id for p in (*holders, *extra)))
+    coordinators = sorted((p for p in healthy if model in p.sharded), key=_order)
+    if coordinators:
+        return Sharded(coordinators[0].node_id)
     if facts.loadable_here:
         return LoadLocally(facts.source)
     if loaders:

@@ -29,6 +29,7 @@ class ModelInfo:
     here: bool = False  # its files are on this node (or it is loaded here)
     peers_with_files: tuple[str, ...] = ()  # names of the peers that could load it
     keep_alive_left: float | None = None  # loaded here: seconds until idle unload (None: kept)
+    shard: tuple[ShardPartView, ...] = ()  # a sharded instance's participants and their layers
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class SelfView:
     loaded_models: tuple[str, ...]
     requests_in_flight: int
     tokens_per_second: float
+    shards: tuple[ShardView, ...] = ()  # this node's parts of sharded instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +81,7 @@ class PeerView:
     tokens_per_second: float
     mode: str | None
     discovered_by: tuple[str, ...]
+    shards: tuple[ShardView, ...] = ()  # its parts of sharded instances
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +90,7 @@ class ClusterView:
     peers: tuple[PeerView, ...]
 
 
-def to_json(view: SelfView | PeerView | ClusterView) -> dict[str, Any]:
+def to_json(view: SelfView | PeerView | ClusterView | ShardView) -> dict[str, Any]:
     """The JSON object of a view (tuples become lists); ClusterView gets `"object": "cluster"`."""
     body = _lists(asdict(view))
     if isinstance(view, ClusterView):
@@ -101,3 +104,51 @@ def _lists(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_lists(v) for v in value]
     return value
+
+
+# ---- sharded models ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ShardPartView:
+    """One participant of a sharded instance: which node holds which decoder layers."""
+
+    id: str
+    name: str
+    rank: int
+    layers: tuple[int, int]  # [start, end)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardView:
+    """One node's part of one sharded instance (in /v1/cluster, per node, and in its state)."""
+
+    instance: str
+    model: str
+    mode: str  # "pipeline" or "tensor"
+    state: str  # starting, ready, failed, stopping, stopped
+    reason: str | None  # why it failed or stopped
+    rank: int
+    layers: tuple[int, int]
+    memory_bytes: int
+    tokens_per_second: float
+    in_flight: int
+    coordinator: str  # node id of rank 0
+    participants: tuple[ShardPartView, ...]
+
+    @classmethod
+    def from_json(cls, body: dict) -> ShardView:
+        """A view a peer sent in its state; raises KeyError/TypeError/ValueError if malformed."""
+        parts = tuple(
+            ShardPartView(str(p["id"]), str(p["name"]), int(p["rank"]), _pair(p["layers"]))
+            for p in body["participants"]
+        )
+        return cls(
+            str(body["instance"]), str(body["model"]), str(body["mode"]), str(body["state"]),
+            body.get("reason"), int(body["rank"]), _pair(body["layers"]),
+            int(body.get("memory_bytes", 0)), float(body.get("tokens_per_second", 0.0)),
+            int(body.get("in_flight", 0)), str(body["coordinator"]), parts,
+        )  # fmt: skip
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    start, end = value
+    return int(start), int(end)

@@ -59,6 +59,11 @@ def model_entry(model: ModelInfo, created: int) -> dict:
         entry["size_bytes"] = model.size_bytes
     if model.memory_bytes is not None:
         entry["memory_bytes"] = model.memory_bytes
+    if model.shard:  # a sharded model: which node holds which layers
+        entry["shard"] = [
+            {"node": p.name, "id": p.id, "rank": p.rank, "layers": list(p.layers)}
+            for p in model.shard
+        ]
     return entry
 
 

@@ -19,6 +19,7 @@ from salut_tui import __version__
 from salut_tui.cli.cluster import _target_options, add_cluster_subcommands
 from salut_tui.cli.models import add_model_subcommands
 from salut_tui.cli.service import add_service_subcommands
+from salut_tui.cli.shard import add_shard_subcommands
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
 from salut_tui.pairing.files import DataFileError
@@ -98,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         "UI shows the download)",
     )  # fmt: skip
     add_cluster_subcommands(sub)
+    add_shard_subcommands(sub)
     add_model_subcommands(sub)
     add_service_subcommands(sub)
     return parser

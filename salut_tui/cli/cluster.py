@@ -73,8 +73,11 @@ def _call(
     method: str,
     path: str,
     body: dict | None = None,
+    timeout: float = 30.0,
 ) -> Any:
-    return call_control(settings.data_path(), method, path, body, host=args.host, port=args.port)
+    return call_control(
+        settings.data_path(), method, path, body, host=args.host, port=args.port, timeout=timeout
+    )
 
 
 def _run(fn: Callable[[], None]) -> int:

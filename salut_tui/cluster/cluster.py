@@ -16,6 +16,7 @@ import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from aiohttp import web
@@ -24,10 +25,18 @@ from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
-from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
+from salut_tui.cluster.link import (
+    LinkLost,
+    NotPaired,
+    PeerLink,
+    Stream,
+    UnpairedByPeer,
+    accept,
+    dial,
+)
 from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ, ModelFiles
-from salut_tui.cluster.models import merge_models
+from salut_tui.cluster.models import merge_models, merge_sharded
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
 from salut_tui.cluster.proxy import GENERATE, generate_remote, serve_generate
 from salut_tui.cluster.pull import Report, pull_model
@@ -40,6 +49,7 @@ from salut_tui.cluster.remote_models import (
     serve_unload,
     unload_remote,
 )
+from salut_tui.cluster.tunnel import Tunnel
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus, PairingChanged, PeersChanged
@@ -51,7 +61,7 @@ from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
 from salut_tui.transfer.manifest import TransferError
-from salut_tui.views import ClusterView, ModelInfo, PeerView
+from salut_tui.views import ClusterView, ModelInfo, PeerView, ShardView, to_json
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,17 @@ DIAL_FAILURES = (
     ValueError,
 )  # fmt: skip
 AVAILABLE_REFRESH = 10.0  # seconds between rescans of the models this node could load
+
+
+SHARD_METHODS = "shard."  # link methods and tunnels served by the node's sharded instances
+
+
+class ShardEndpoint(Protocol):
+    """What the links hand to the node's sharded instances (`shard.ShardManager`)."""
+
+    def serve(self, peer_id: str, method: str, body: dict) -> AsyncIterator[bytes]: ...
+    async def serve_tunnel(self, peer_id: str, method: str, body: dict, tunnel: Tunnel) -> None: ...
+    def views(self) -> list[ShardView]: ...
 
 
 class Cluster:
@@ -94,6 +115,7 @@ class Cluster:
         self._stopping = False
         self._available: tuple[float, list[str]] = (float("-inf"), [])
         self.model_files = ModelFiles(local.locate_model)
+        self.shards: ShardEndpoint | None = None  # plugged in by the node when it can run shards
 
     @property
     def node_id(self) -> str:
@@ -257,11 +279,18 @@ class Cluster:
                 return serve_load(self.local, self.events, body)
             if method == MODEL_UNLOAD:
                 return serve_unload(self.local, body)
+            if method.startswith(SHARD_METHODS) and self.shards is not None:
+                return self.shards.serve(peer.node_id, method, body)
             raise ValueError(f"unknown peer method {method!r}")
+
+        async def tunnels(method: str, body: dict, tunnel: Tunnel) -> None:
+            if not method.startswith(SHARD_METHODS) or self.shards is None:
+                raise ValueError(f"unknown peer tunnel {method!r}")
+            await self.shards.serve_tunnel(peer.node_id, method, body, tunnel)
 
         return PeerLink(
             ws, cipher, peer=peer, initiator=initiator, handler=handler, state=self.local_state,
-            on_state=self._on_state, on_notice=self._on_notice,
+            on_state=self._on_state, on_notice=self._on_notice, tunnel_handler=tunnels,
         )  # fmt: skip
 
     async def _run_link(self, link: PeerLink) -> None:
@@ -312,6 +341,7 @@ class Cluster:
             "requests_in_flight": stats.in_flight,
             "queued": stats.queued,
             "tokens_per_second": round(stats.tokens_per_second, 2),
+            "shards": [to_json(v) for v in self.shards.views()] if self.shards else [],
         }
 
     def _on_state(self, link: PeerLink, state: dict) -> None:
@@ -320,7 +350,9 @@ class Cluster:
         if record is None or record.link is not link:
             return
         was_ok = record.health == "ok"
-        changed = state.get("loaded_models") != record.state.get("loaded_models")
+        changed = state.get("loaded_models") != record.state.get("loaded_models") or _shard_states(
+            state
+        ) != _shard_states(record.state)
         record.remember_state(state)
         record.state_at, record.last_seen = time.monotonic(), time.time()
         if changed or not was_ok:
@@ -352,6 +384,26 @@ class Cluster:
     def peer_facts(self) -> tuple[PeerFacts, ...]:
         """Every paired peer as the routing decision sees it."""
         return tuple(f for r in self.table.all() if (f := r.route_facts()) is not None)
+
+    # ---- what sharded instances call (shard.PeerCalls) ----------------------------------------
+    def _live_link(self, node_id: str) -> PeerLink:
+        record = self.table.get(node_id)
+        if record is None or record.link is None or not record.linked:
+            raise LinkLost(f"no link to peer {record.name if record else node_id}")
+        return record.link
+
+    async def open_stream(self, node_id: str, method: str, body: dict) -> Stream:
+        return await self._live_link(node_id).open(method, body)
+
+    async def open_tunnel(self, node_id: str, method: str, body: dict) -> Tunnel:
+        return await self._live_link(node_id).open_tunnel(method, body)
+
+    def shard_coordinator(self, model_id: str) -> str | None:
+        """A healthy peer coordinating a ready sharded instance of `model_id`."""
+        for record in self.table.all():
+            if model_id in record.coordinated():
+                return record.node_id
+        return None
 
     def peer_name(self, node_id: str) -> str:
         record = self.table.get(node_id)
@@ -428,7 +480,9 @@ class Cluster:
 
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
         healthy = [(r.name, r.state) for r in self.table.all() if r.health == "ok"]
-        return merge_models(local, healthy)
+        shards = list(self.shards.views()) if self.shards is not None else []
+        shards += [v for r in self.table.all() if r.health == "ok" for v in r.shards]
+        return merge_sharded(merge_models(local, healthy), shards)
 
     def view(self) -> ClusterView:
         node = dataclasses.replace(self.local.self_view(), id=self.node_id)
@@ -485,6 +539,10 @@ class Cluster:
 def r_models(record: PeerRecord) -> frozenset[str]:
     """The models whose files a peer said it has (loaded or loadable)."""
     return record.known_loaded | record.known_available
+
+
+def _shard_states(state: dict) -> list:
+    return [(s.get("instance"), s.get("state")) for s in state.get("shards", ())]
 
 
 def _link_of(record: PeerRecord) -> Callable[[], PeerLink | None]:

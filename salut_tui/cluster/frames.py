@@ -32,6 +32,8 @@ class Kind(IntEnum):
     PONG = 7
     STATE = 8  # stream 0: the sender's node state (JSON), about once a second
     NOTICE = 9  # stream 0: one-off JSON notices ({"unpaired": true})
+    TUNNEL = 10  # open a byte tunnel: JSON {"method", "body", "window"} (see tunnel.py)
+    CREDIT = 11  # a tunnel's receiver grants more bytes: 4-byte big-endian count
     # Pieces of one large frame, sent back to back (numbered apart from the stream kinds).
     PART = 30  # stream 0: a piece, more follow
     PART_END = 31  # stream 0: the last piece

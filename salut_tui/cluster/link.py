@@ -2,7 +2,9 @@
 
 Either end may open streams (the dialer uses odd ids, the acceptor even ones, as HTTP/2 does).
 A stream is a method name and a JSON body, answered by any number of DATA payloads and an END
-or an ERROR; closing it early sends CANCEL, which cancels the handler on the other side. Stream
+or an ERROR; closing it early sends CANCEL, which cancels the handler on the other side. A
+tunnel (`open_tunnel`, see tunnel.py) is a stream that carries bytes both ways with flow
+control, served by the `tunnel_handler` given at construction. Stream
 0 carries PING/PONG (round-trip time, liveness) and the ~1/s STATE broadcast. A link that has
 received nothing for `DEAD_AFTER` seconds closes itself, which fails its open streams at once.
 
@@ -21,7 +23,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -47,6 +49,7 @@ from salut_tui.cluster.handshake import (
     verify_refusal,
     verify_transcript,
 )
+from salut_tui.cluster.tunnel import Tunnel, TunnelRefused
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.names import clean_name
@@ -61,6 +64,9 @@ HANDSHAKE_TIMEOUT = 5.0  # the whole handshake, either side
 DIAL_TIMEOUT = 3.0  # connecting to one address (a candidate may be a tarpit)
 
 Handler = Callable[[str, dict], AsyncIterator[bytes]]
+# Serves a tunnel the peer opened: `await tunnel.accept()` first, then move bytes; returning
+# closes it, raising before `accept` refuses it (the opener gets a TunnelRefused).
+TunnelHandler = Callable[[str, dict, Tunnel], Awaitable[None]]
 _END = object()
 
 
@@ -126,6 +132,7 @@ class PeerLink:
         state: Callable[[], dict],
         on_state: Callable[[PeerLink, dict], None],
         on_notice: Callable[[PeerLink, dict], None],
+        tunnel_handler: TunnelHandler | None = None,
     ) -> None:
         self.ws = ws
         self.peer = peer
@@ -140,6 +147,8 @@ class PeerLink:
         self._ids = itertools.count(1 if initiator else 2, 2)
         self._streams: dict[int, Stream] = {}
         self._serving: dict[int, asyncio.Task] = {}
+        self._tunnel_handler = tunnel_handler
+        self._tunnels: dict[int, Tunnel] = {}  # both the ones we opened and the ones we serve
         self._send_lock = asyncio.Lock()
         self._parts = Reassembler()
         self.closed = False
@@ -170,6 +179,22 @@ class PeerLink:
             await stream.aclose()
         raise RemoteError({"message": f"{method}: empty answer"})
 
+    async def open_tunnel(self, method: str, body: dict, timeout: float = 10.0) -> Tunnel:
+        """A byte tunnel to the peer's tunnel handler; raises TunnelRefused when it says no."""
+        tunnel = Tunnel(self.send, next(self._ids), on_close=self._forget_tunnel)
+        self._tunnels[tunnel.id] = tunnel
+        opening = {"method": method, "body": body, "window": tunnel.window}
+        try:
+            await self.send(Kind.TUNNEL, tunnel.id, json.dumps(opening).encode())
+            await asyncio.wait_for(tunnel.wait_accepted(), timeout)
+        except BaseException:
+            await tunnel.close()
+            raise
+        return tunnel
+
+    def _forget_tunnel(self, stream_id: int) -> None:
+        self._tunnels.pop(stream_id, None)
+
     async def notice(self, body: dict) -> None:
         await self.send(Kind.NOTICE, 0, json.dumps(body).encode())
 
@@ -196,7 +221,12 @@ class PeerLink:
             await self.close()
 
     async def _dispatch(self, kind: Kind, stream_id: int, payload: bytes) -> None:
-        if kind is Kind.OPEN:
+        tunnel = self._tunnels.get(stream_id) if stream_id else None
+        if tunnel is not None and kind in (Kind.DATA, Kind.END, Kind.ERROR, Kind.CREDIT):
+            tunnel.on_frame(kind, payload)
+        elif kind is Kind.TUNNEL:
+            self._accept_tunnel(stream_id, json.loads(payload))
+        elif kind is Kind.OPEN:
             request = json.loads(payload)
             served = asyncio.get_running_loop().create_task(
                 self._serve(stream_id, request["method"], request["body"])
@@ -227,6 +257,34 @@ class PeerLink:
             self._on_state(self, json.loads(payload))
         elif kind is Kind.NOTICE:
             self._on_notice(self, json.loads(payload))
+
+    def _accept_tunnel(self, stream_id: int, opening: dict) -> None:
+        tunnel = Tunnel(
+            self.send, stream_id, credit=int(opening["window"]), on_close=self._forget_tunnel
+        )
+        self._tunnels[stream_id] = tunnel
+        served = asyncio.get_running_loop().create_task(
+            self._serve_tunnel(tunnel, opening["method"], opening["body"])
+        )
+        self._serving[stream_id] = served
+        served.add_done_callback(functools.partial(self._served, stream_id))
+
+    async def _serve_tunnel(self, tunnel: Tunnel, method: str, body: dict) -> None:
+        try:
+            if self._tunnel_handler is None:
+                raise ValueError("this node serves no tunnels")
+            await self._tunnel_handler(method, body, tunnel)
+        except (LinkLost, ConnectionError):
+            pass
+        except Exception as exc:
+            if not tunnel.closed:
+                log.info("peer tunnel %s refused or failed: %s", method, exc)
+                error = {"message": str(exc), "type": "server_error", "code": "tunnel_refused"}
+                with contextlib.suppress(LinkLost, ConnectionError):
+                    await self.send(Kind.ERROR, tunnel.id, json.dumps(error).encode())
+                tunnel.fail(TunnelRefused(error))
+        finally:
+            await tunnel.close()
 
     def _served(self, stream_id: int, task: asyncio.Task) -> None:
         self._serving.pop(stream_id, None)
@@ -280,6 +338,9 @@ class PeerLink:
         for stream in list(self._streams.values()):
             stream.queue.put_nowait(LinkLost(f"peer {self.peer.name} went away"))
         self._streams.clear()
+        for tunnel in list(self._tunnels.values()):
+            tunnel.fail(LinkLost(f"peer {self.peer.name} went away"))
+        self._tunnels.clear()
         for task in list(self._serving.values()):
             task.cancel()
         with contextlib.suppress(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from salut_tui.views import ModelInfo
+from salut_tui.views import ModelInfo, ShardView
 
 
 def merge_models(local: list[ModelInfo], peers: list[tuple[str, dict]]) -> list[ModelInfo]:
@@ -24,4 +24,25 @@ def merge_models(local: list[ModelInfo], peers: list[tuple[str, dict]]) -> list[
             if model_id in loaded and peer_name not in known.nodes:
                 known = replace(known, loaded=True, nodes=(*known.nodes, peer_name))
             merged[model_id] = known
+    return list(merged.values())
+
+
+def merge_sharded(models: list[ModelInfo], shards: list[ShardView]) -> list[ModelInfo]:
+    """Add the sharded instances (their coordinators' views, from here or from peers): each
+    model once, loaded, owned by its coordinator, with every participant and its layers."""
+    merged: dict[str, ModelInfo] = {m.id: m for m in models}
+    for view in shards:
+        if view.rank != 0 or view.state not in ("starting", "ready"):
+            continue
+        names = tuple(p.name for p in view.participants)
+        known = merged.get(view.model)
+        nodes = tuple(dict.fromkeys((*(known.nodes if known else ()), *names)))
+        merged[view.model] = ModelInfo(
+            view.model,
+            known.owned_by if known is not None and known.loaded else view.participants[0].name,
+            view.state == "ready" or (known is not None and known.loaded),
+            known.size_bytes if known is not None else None,
+            nodes=nodes,
+            shard=view.participants,
+        )
     return list(merged.values())

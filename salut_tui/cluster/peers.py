@@ -8,13 +8,13 @@ announcement is all there is."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from salut_tui.cluster.addresses import note_candidate
 from salut_tui.cluster.link import PeerLink
 from salut_tui.pairing.names import clean_name
 from salut_tui.routing import PeerFacts
-from salut_tui.views import Health, PeerView
+from salut_tui.views import Health, PeerView, ShardView, to_json
 
 STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer is "unreachable"
 
@@ -37,6 +37,7 @@ class PeerRecord:
     # known to be there (requests for them get 503 "unreachable", not 404 "does not exist").
     known_loaded: frozenset[str] = frozenset()
     known_available: frozenset[str] = frozenset()
+    shards: tuple[ShardView, ...] = ()  # its parts of sharded instances, from its last state
 
     @property
     def linked(self) -> bool:
@@ -56,6 +57,19 @@ class PeerRecord:
         self.state = state
         self.known_loaded = frozenset(state.get("loaded_models", ()))
         self.known_available = frozenset(state.get("available_models", ()))
+        shards = []
+        for body in state.get("shards", ()):
+            try:
+                shards.append(ShardView.from_json(body))
+            except (KeyError, TypeError, ValueError):
+                continue  # a newer peer's shape: skip what we cannot read
+        self.shards = tuple(shards)
+
+    def coordinated(self) -> frozenset[str]:
+        """The models it coordinates a ready sharded instance of (while its state is fresh)."""
+        if self.health != "ok":
+            return frozenset()
+        return frozenset(v.model for v in self.shards if v.rank == 0 and v.state == "ready")
 
     def route_facts(self) -> PeerFacts | None:
         """What routing needs to know of it; None unless it is paired."""
@@ -70,6 +84,7 @@ class PeerRecord:
             self.known_available,
             int(s.get("requests_in_flight", 0)) + int(s.get("queued", 0)),
             self.link.rtt if self.link is not None and self.linked else None,
+            self.coordinated(),
         )
 
     def view(self) -> PeerView:
@@ -92,6 +107,7 @@ class PeerRecord:
             tokens_per_second=float(s.get("tokens_per_second", 0.0)),
             mode=s.get("mode"),
             discovered_by=tuple(sorted(self.sources)),
+            shards=self.shards if self.health == "ok" else (),
         )
 
 
@@ -117,7 +133,31 @@ def clean_state(state: object) -> dict:
             out[key] = value
     if isinstance(state.get("mode"), str):
         out["mode"] = clean_name(state["mode"], 32)
+    shards = state.get("shards")
+    if isinstance(shards, list) and shards:  # only nodes running sharded instances send any
+        out["shards"] = [
+            to_json(v) for v in map(_clean_shard, shards[:MAX_SHARDS]) if v is not None
+        ]
     return out
+
+
+MAX_SHARDS = 64  # parts of sharded instances a peer may report
+
+
+def _clean_shard(body: object) -> ShardView | None:
+    """One of a peer's shard views, or None: a model id or instance that is not plain text is
+    dropped (as model lists are); names and free text are cleaned."""
+    try:
+        view = ShardView.from_json(body)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if not view.model or clean_name(view.model, 256) != view.model:
+        return None
+    if clean_name(view.instance, 64) != view.instance or not view.participants:
+        return None
+    parts = tuple(replace(p, name=clean_name(p.name)) for p in view.participants[:MAX_SHARDS])
+    reason = clean_name(view.reason, 300) if view.reason else None
+    return replace(view, participants=parts, reason=reason, state=clean_name(view.state, 16))
 
 
 class PeerTable:

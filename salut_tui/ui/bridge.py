@@ -21,6 +21,7 @@ from salut_tui.events import (
     ModelUnloaded,
     PairingChanged,
     PeersChanged,
+    ShardsChanged,
     StreamTokensReceived,
 )
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice, Topic
@@ -48,6 +49,9 @@ class EventBridge:
         elif self._state.transfers.apply(event) or isinstance(event, KeepAliveChanged):
             self._changed("models")
         elif isinstance(event, PeersChanged):
+            self._changed("peers")
+        elif isinstance(event, ShardsChanged):  # a sharded model is a model and a peer matter
+            self._changed("models")
             self._changed("peers")
         elif isinstance(event, PairingChanged):
             self._changed("pairing")

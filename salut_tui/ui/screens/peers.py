@@ -168,6 +168,18 @@ class PeersScreen(NodeScreen):
             loaded = ", ".join(peer.loaded_models) or "none"
             loadable = ", ".join(peer.available_models) or "none"
             lines.append(escape(one_line(f"Loaded: {loaded} · can load: {loadable}", 76)))
+            for shard in peer.shards:  # its parts of sharded models
+                lines.append(
+                    escape(
+                        one_line(
+                            f"Shard: {shard.model} rank {shard.rank}/{len(shard.participants)} "
+                            f"layers {shard.layers[0]}-{shard.layers[1]} · {shard.state} · "
+                            f"{fig.bytes(shard.memory_bytes)} · "
+                            f"{fig.rate(shard.tokens_per_second)} tok/s",
+                            76,
+                        )
+                    )
+                )
         detail.update("\n".join(lines))
 
     def selected(self) -> PeerView | None:
