@@ -60,6 +60,10 @@ __all__ = ["ModelInfo", "Node", "NodeStats"]
 
 log = logging.getLogger(__name__)
 
+# One line per API request on the aiohttp.access logger (stderr headless, the Logs screen in the
+# UI): client, request line, status, bytes, seconds (a stream is logged when it ends).
+ACCESS_LOG_FORMAT = '%a "%r" %s %b bytes %Tf s'
+
 
 class Node(ModelActions):
     def __init__(self, settings: Settings, *, config_path: Path | None = None) -> None:
@@ -97,7 +101,9 @@ class Node(ModelActions):
         if self.cluster is not None:  # peer and control routes beside /v1
             cluster_routes.install(app, self.cluster)
             model_routes.install(app, self)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=5.0, access_log_format=ACCESS_LOG_FORMAT
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
         await site.start()
@@ -320,7 +326,9 @@ class Node(ModelActions):
             yield refusal
             return
         try:
-            served_by, chunks = await self._serve(request, decide(self.route_facts(request)))
+            route = decide(self.route_facts(request))
+            log.debug("request for %s (forwarded: %s) -> %s", request.model, request.forwarded, route)
+            served_by, chunks = await self._serve(request, route)
         except ModelError as exc:
             yield exc.to_error()
             return

@@ -16,7 +16,7 @@ from textual.screen import Screen
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
 from salut_tui.node import Node
-from salut_tui.ui.bridge import EventBridge, UILogHandler
+from salut_tui.ui.bridge import EventBridge, LogRouting
 from salut_tui.ui.format import Figures
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
 from salut_tui.ui.screens.base import NodeScreen
@@ -88,7 +88,7 @@ class SalutApp(App[int]):
         self._start_node = start_node
         self._bridge = EventBridge(self, self.state)
         self._unsubscribe: Callable[[], None] | None = None
-        self._log_handler: UILogHandler | None = None
+        self._logs = LogRouting(self.post_message)
         self.theme_names: list[str] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -104,14 +104,14 @@ class SalutApp(App[int]):
             await self.node.start(preload=self._preload)
         except OSError as exc:
             where = f"{self.node.settings.host}:{self.node.settings.port}"
-            self.exit(2, message=f"salut: cannot listen on {where}: {exc.strerror or exc}")
+            message = f"salut: cannot listen on {where}: {exc.strerror or exc}"
+            self.exit(2, return_code=2, message=message)  # the process exit status
 
     async def on_unmount(self) -> None:
         await self.node.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._log_handler is not None:
-            logging.getLogger().removeHandler(self._log_handler)
+        self._logs.remove()
 
     async def action_quit(self) -> None:
         """Finish in-flight streams and unload models before the screen goes away."""
@@ -130,13 +130,15 @@ class SalutApp(App[int]):
             log.warning("theme %r not found; using the built-in look", settings.theme)
 
     def _install_log_handler(self) -> None:
-        self._log_handler = UILogHandler(self.post_message)
-        root = logging.getLogger()
-        root.addHandler(self._log_handler)
-        wanted = LEVELS.get(self.node.settings.log_level.upper(), logging.INFO)
-        package = logging.getLogger("salut_tui")
-        if package.getEffectiveLevel() > wanted:
-            package.setLevel(wanted)
+        self._logs.install(LEVELS.get(self.node.settings.log_level.upper(), logging.INFO))
+
+    def apply_log_level(self, name: str) -> None:
+        """What the Logs screen receives from now on (log_level in Settings, DEBUG in Logs)."""
+        self._logs.set_level(LEVELS.get(name.upper(), logging.INFO))
+
+    @property
+    def log_level(self) -> int:
+        return self._logs.level
 
     # ---- navigation --------------------------------------------------------------------
     async def action_show(self, mode: str) -> None:

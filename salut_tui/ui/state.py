@@ -178,6 +178,28 @@ class TransferBook:
         return False
 
 
+@dataclass(slots=True)
+class LogFilter:
+    """What the Logs screen shows: a level and above, one source (a logger and its children),
+    and a text the message or source contains (case ignored)."""
+
+    level: str = "INFO"
+    source: str | None = None
+    text: str = ""
+
+    def matches(self, entry: LogEntry) -> bool:
+        if entry.levelno < LEVELS.get(self.level, logging.INFO):
+            return False
+        if self.source is not None and not (
+            entry.name == self.source or entry.name.startswith(self.source + ".")
+        ):
+            return False
+        if self.text:
+            needle = self.text.casefold()
+            return needle in entry.message.casefold() or needle in entry.name.casefold()
+        return True
+
+
 class UIState:
     """Everything the screens render from."""
 
@@ -189,6 +211,10 @@ class UIState:
 
     def logs_at_least(self, level: int) -> list[LogEntry]:
         return [e for e in self.logs if e.levelno >= level]
+
+    def log_sources(self) -> list[str]:
+        """The logger names in the buffer, sorted."""
+        return sorted({e.name for e in self.logs})
 
 
 LEVELS = {
