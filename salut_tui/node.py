@@ -327,7 +327,9 @@ class Node(ModelActions):
             return
         try:
             route = decide(self.route_facts(request))
-            log.debug("request for %s (forwarded: %s) -> %s", request.model, request.forwarded, route)
+            log.debug(
+                "request for %s (forwarded: %s) -> %s", request.model, request.forwarded, route
+            )
             served_by, chunks = await self._serve(request, route)
         except ModelError as exc:
             yield exc.to_error()

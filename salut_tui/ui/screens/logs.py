@@ -172,4 +172,3 @@ class LogsScreen(NodeScreen):
 
     def action_clear_view(self) -> None:
         self.query_one("#log-view", RichLog).clear()
-
