@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
@@ -23,6 +24,7 @@ from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.chat import ChatScreen
 from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.models import ModelsScreen
+from salut_tui.ui.screens.notifications import NotificationHistory
 from salut_tui.ui.screens.overview import OverviewScreen
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import PeersScreen
@@ -68,6 +70,7 @@ class SalutApp(App[int]):
             Binding(f"f{n}", f"show('{mode}')", title, show=False, priority=True)
             for n, (mode, _key, title) in enumerate(SCREENS, start=1)
         ),
+        Binding("n", "notifications", "Notifications", show=False),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
@@ -140,6 +143,32 @@ class SalutApp(App[int]):
     def log_level(self) -> int:
         return self._logs.level
 
+    # ---- notifications -----------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast also goes into the history (n shows it)."""
+        self.state.notices.add(severity, message)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notifications(self) -> None:
+        if not isinstance(self.screen, NotificationHistory):
+            notices = self.state.notices.read()
+            self.push_screen(NotificationHistory(notices, mask_time=self.figures.mask_volatile))
+
+    def _watch_peers(self) -> None:
+        """Toasts for peers that paired, unpaired, dropped or came back (any screen)."""
+        if self.node.cluster is None:
+            return
+        for notice in self.state.peer_watch.observe(self.node.cluster_view().peers):
+            self.notify(notice.text, severity=notice.severity, timeout=6, markup=False)
+
     # ---- navigation --------------------------------------------------------------------
     async def action_show(self, mode: str) -> None:
         if self.current_mode != mode:
@@ -150,6 +179,9 @@ class SalutApp(App[int]):
             yield SystemCommand(
                 f"Show {title}", f"Open the {title} screen (key {key})", self._shower(mode)
             )
+        yield SystemCommand(
+            "Notification history", "Every notification so far (key n)", self.action_notifications
+        )
         if isinstance(screen, NodeScreen):
             yield from screen.commands()
         yield from super().get_system_commands(screen)
@@ -191,6 +223,7 @@ class SalutApp(App[int]):
         """Once a second: the title bar figures and whatever the current screen counts."""
         if not self.screen_stack:  # the app is closing (a tick can land after the last screen)
             return
+        self._watch_peers()
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)

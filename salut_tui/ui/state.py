@@ -24,6 +24,7 @@ from salut_tui.events import (
     TransferChanged,
 )
 from salut_tui.transfers import TransferView
+from salut_tui.ui.notifications import NoticeHistory, PeerWatch
 
 HISTORY_LIMIT = 200
 LOG_LIMIT = 2000
@@ -208,6 +209,8 @@ class UIState:
         self.models = ModelLoads()
         self.transfers = TransferBook()
         self.logs: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
+        self.notices = NoticeHistory()  # every toast shown (key n)
+        self.peer_watch = PeerWatch()  # cluster events found by comparing peer tables
 
     def logs_at_least(self, level: int) -> list[LogEntry]:
         return [e for e in self.logs if e.levelno >= level]
