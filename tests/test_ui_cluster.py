@@ -222,6 +222,18 @@ async def test_peer_drop_and_return_are_toasts_with_a_history(tmp_path: Path) ->
             await node_b.cluster.join(f"127.0.0.1:{port_a}", status.code)  # type: ignore[union-attr]
             await ui_until(pilot, lambda: notified(app_a, "Paired with beta"), 20)
             await ui_until(pilot, lambda: node_a.cluster_view().peers[0].health == "ok", 20)
+            # The paired peer gets its own history on the Overview, sampled once a second.
+            b_id = node_b.cluster.node_id  # type: ignore[union-attr]
+            await ui_until(pilot, lambda: b_id in app_a.state.history.nodes)
+            assert app_a.state.history.nodes[b_id].memory_total == node_b.stats().memory_total
+            await pilot.press("1")
+            await ui_until(
+                pilot,
+                lambda: any(
+                    "peer beta" in str(s.render()) for s in app_a.screen.query(".history-name")
+                ),
+            )
+            await pilot.press("2")
         finally:
             await node_b.stop()
         await ui_until(pilot, lambda: notified(app_a, "beta dropped"), 30)

@@ -162,11 +162,14 @@ class SalutApp(App[int]):
             notices = self.state.notices.read()
             self.push_screen(NotificationHistory(notices, mask_time=self.figures.mask_volatile))
 
-    def _watch_peers(self) -> None:
-        """Toasts for peers that paired, unpaired, dropped or came back (any screen)."""
+    def _sample(self) -> None:
+        """Once a second, whatever the screen: the history graphs, and toasts for peers that
+        paired, unpaired, dropped or came back."""
+        peers = self.node.cluster_view().peers if self.node.cluster is not None else ()
+        self.state.history.sample(self.node.settings.display_name(), self.node.stats(), peers)
         if self.node.cluster is None:
             return
-        for notice in self.state.peer_watch.observe(self.node.cluster_view().peers):
+        for notice in self.state.peer_watch.observe(peers):
             self.notify(notice.text, severity=notice.severity, timeout=6, markup=False)
 
     # ---- navigation --------------------------------------------------------------------
@@ -223,7 +226,7 @@ class SalutApp(App[int]):
         """Once a second: the title bar figures and whatever the current screen counts."""
         if not self.screen_stack:  # the app is closing (a tick can land after the last screen)
             return
-        self._watch_peers()
+        self._sample()
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)

@@ -24,6 +24,7 @@ from salut_tui.events import (
     TransferChanged,
 )
 from salut_tui.transfers import TransferView
+from salut_tui.ui.history import History
 from salut_tui.ui.notifications import NoticeHistory, PeerWatch
 
 HISTORY_LIMIT = 200
@@ -211,6 +212,7 @@ class UIState:
         self.logs: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
         self.notices = NoticeHistory()  # every toast shown (key n)
         self.peer_watch = PeerWatch()  # cluster events found by comparing peer tables
+        self.history = History()  # the Overview's sparklines, sampled once a second
 
     def logs_at_least(self, level: int) -> list[LogEntry]:
         return [e for e in self.logs if e.levelno >= level]
