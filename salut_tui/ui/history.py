@@ -55,7 +55,7 @@ class History:
             if peer.health != "ok":  # a peer that is away serves nothing from here
                 series.add(0.0, 0, None, None)
                 continue
-            used = None
+            used: int | None = None
             if peer.vram_total is not None and peer.vram_free is not None:
                 used = peer.vram_total - peer.vram_free
             series.add(peer.tokens_per_second, peer.requests_in_flight, used, peer.vram_total)

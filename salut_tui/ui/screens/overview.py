@@ -144,9 +144,9 @@ class OverviewScreen(NodeScreen):
         history = self.state.history.nodes
         keys = [SELF, *[k for k in history if k != SELF][:PEER_LINES]]
         shown = {w.key: w for w in card.query(NodeHistory)}
-        for key, widget in shown.items():
+        for key, old in shown.items():
             if key not in keys or key not in history:
-                widget.remove()
+                old.remove()
         for key in keys:
             series = history.get(key)
             if series is None:
@@ -155,8 +155,9 @@ class OverviewScreen(NodeScreen):
             widget = shown.get(key)
             if widget is None:
                 widget = NodeHistory(key, title)
-                card.mount(widget)
-            widget.show(series, title, self.figures)
+                card.mount(widget)  # composed by the next tick, which draws it
+            else:
+                widget.show(series, title, self.figures)
 
     def _draw_models(self) -> None:
         # The engine's own list: `local_models()` would also scan the model directories.
