@@ -44,8 +44,8 @@ class History:
     def sample(self, name: str, stats: NodeStats, peers: Iterable[PeerView]) -> None:
         own = self.nodes.setdefault(SELF, NodeSeries(name))
         own.name = name
-        used = stats.memory_total - stats.memory_available
-        own.add(stats.tokens_per_second, stats.in_flight, used, stats.memory_total)
+        own_used = stats.memory_total - stats.memory_available
+        own.add(stats.tokens_per_second, stats.in_flight, own_used, stats.memory_total)
         paired = {p.id: p for p in peers if p.paired}
         for peer_id in [k for k in self.nodes if k != SELF and k not in paired]:
             del self.nodes[peer_id]
