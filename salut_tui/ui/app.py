@@ -16,7 +16,6 @@ from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
-from salut_tui.node import Node
 from salut_tui.ui.bridge import EventBridge, LogRouting
 from salut_tui.ui.format import Figures
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
@@ -30,6 +29,7 @@ from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import PeersScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.seam import UINode
 from salut_tui.ui.state import LEVELS, UIState
 from salut_tui.ui.themes import load_theme_files, theme_dirs
 
@@ -77,7 +77,7 @@ class SalutApp(App[int]):
 
     def __init__(
         self,
-        node: Node,
+        node: UINode,
         *,
         preload: list[str] | None = None,
         mask_volatile: bool = False,
@@ -247,7 +247,7 @@ async def run_app(app: SalutApp) -> int:
     return app.return_code or 0
 
 
-async def run_ui(node: Node, preload: list[str]) -> int:
+async def run_ui(node: UINode, preload: list[str]) -> int:
     """The UI of `salut` (no sub-command), for `run_node`: runs the node until quit."""
     app = SalutApp(node, preload=preload)
     # Stream handlers set up for headless use would write over the screen while the app runs.

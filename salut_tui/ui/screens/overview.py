@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
+from salut_tui.config import DEFAULT_MODEL
 from salut_tui.events import CONVERTING
 from salut_tui.ui.format import one_line
 from salut_tui.ui.history import SELF
@@ -116,15 +117,9 @@ class OverviewScreen(NodeScreen):
         self.query_one("#load-bar", ProgressBar).update(progress=first.fraction * 100)
 
     def _converting(self, model_id: str, load: LoadState) -> bool:
-        if load.stage.startswith(CONVERTING):
-            return True
-        # Before the first progress report: is a conversion coming (the default model, never
-        # converted here)? One look at the models dir, only while a load is starting.
-        registry = self.node.registry
-        return (
-            load.stage == "starting"
-            and registry.is_bundled_default(model_id)
-            and registry.locate(model_id) is None
+        # Before the first report the default model may be about to convert: say "preparing".
+        return load.stage.startswith(CONVERTING) or (
+            load.stage == "starting" and model_id == DEFAULT_MODEL
         )
 
     def _load_line(self, model_id: str, load: LoadState) -> str:
