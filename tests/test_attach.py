@@ -102,9 +102,11 @@ async def test_attached_ui_shows_the_node_and_quitting_leaves_it_running(
     assert app.return_code == 0
     assert not remote.connected
     # The node is still up and serving.
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{node.port}/v1/models") as response:
-            assert response.status == 200
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{node.port}/v1/models") as response,
+    ):
+        assert response.status == 200
     assert read_control_token(data_dir) is not None
 
 
