@@ -15,7 +15,7 @@ from textual.widgets import ProgressBar, Static
 from salut_tui.config import DEFAULT_MODEL
 from salut_tui.events import CONVERTING
 from salut_tui.ui.format import one_line
-from salut_tui.ui.history import SELF
+from salut_tui.ui.history import SELF, NodeSeries
 from salut_tui.ui.messages import Topic
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.peers import health_markup
@@ -37,7 +37,8 @@ class OverviewScreen(NodeScreen):
             with Vertical(classes="card", id="loads-card"):
                 yield Static(id="load-text")
                 yield ProgressBar(total=100, show_eta=False, id="load-bar")
-            yield Vertical(classes="card", id="history-card")
+            with Vertical(classes="card", id="history-card"):
+                yield NodeHistory(SELF, "this node")  # peers' rows come as they pair
             with Vertical(classes="card", id="models-card"):
                 yield Static("Loaded models", classes="card-title")
                 yield Static(id="loaded-models")
@@ -137,20 +138,20 @@ class OverviewScreen(NodeScreen):
     def _draw_history(self) -> None:
         card = self.query_one("#history-card")
         history = self.state.history.nodes
-        keys = [SELF, *[k for k in history if k != SELF][:PEER_LINES]]
+        peers = [k for k in history if k != SELF][:PEER_LINES]
         shown = {w.key: w for w in card.query(NodeHistory)}
         for key, old in shown.items():
-            if key not in keys or key not in history:
+            if key != SELF and key not in peers:
                 old.remove()
-        for key in keys:
-            series = history.get(key)
-            if series is None:
-                continue
-            title = "this node" if key == SELF else f"peer {series.name}"
+        # This node's rows are always there (before the first sample too); peers' come and go.
+        own = history.get(SELF) or NodeSeries(self.node.settings.display_name())
+        shown[SELF].show(own, "this node", self.figures)
+        for key in peers:
+            series = history[key]
+            title = f"peer {series.name}"
             widget = shown.get(key)
             if widget is None:
-                widget = NodeHistory(key, title)
-                card.mount(widget)  # composed by the next tick, which draws it
+                card.mount(NodeHistory(key, title))  # composed by the next tick, which draws it
             else:
                 widget.show(series, title, self.figures)
 

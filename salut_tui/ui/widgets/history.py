@@ -48,7 +48,8 @@ class NodeHistory(Vertical):
             self.query_one(f".history-{attr}", Sparkline).data = (
                 [] if figures.mask_volatile else data
             )
-            self.query_one(f".history-value-{attr}", Static).update(values[attr](data))
+            text = figures.volatile(values[attr](data))  # the sample count varies too
+            self.query_one(f".history-value-{attr}", Static).update(text)
 
 
 def _memory(data: Sequence[float], total: int | None, figures: Figures) -> str:
