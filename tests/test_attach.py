@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -15,6 +16,7 @@ from salut_tui.cli.attach import running_node
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
+from salut_tui.remote.routes import FORWARDED
 from salut_tui.remote.wire import EVENT_TYPES, event_from_json, event_to_json
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.screens.streams import StreamsScreen
@@ -63,6 +65,10 @@ async def test_attached_ui_shows_the_node_and_quitting_leaves_it_running(
     # Blocking, as the CLI calls it before its loop starts: here the node shares this loop.
     remote = await asyncio.to_thread(running_node, data_dir)
     assert remote is not None and remote.remote_port == node.port
+    forwarded: list[logging.LogRecord] = []
+    collect = logging.Handler()
+    collect.emit = lambda r: forwarded.append(r) if getattr(r, FORWARDED, False) else None  # type: ignore[method-assign]
+    logging.getLogger().addHandler(collect)
     await remote.start()
     app = SalutApp(remote, start_node=False)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -90,6 +96,16 @@ async def test_attached_ui_shows_the_node_and_quitting_leaves_it_running(
         )
         [record] = app.state.streams.records.values()
         assert record.prompt_preview.startswith("hello there") and record.text
+        # The node's log records come along (here node and UI share a process: the forwarded
+        # copies are the ones marked so), API requests included.
+        await ui_until(
+            pilot,
+            lambda: any(
+                r.name == "aiohttp.access" and "POST /v1/chat/completions" in r.getMessage()
+                for r in forwarded
+            ),
+        )
+        logging.getLogger().removeHandler(collect)
 
         # Actions go to the node: unload, then load again, through the control routes.
         await remote.unload_model(tiny_model_id)

@@ -6,6 +6,9 @@ stream (`remote/routes.py`) carries the node's events, republished on a local `E
 a snapshot of its views once a second, which `stats()`, `cluster_view()` and the `engine` and
 `cluster` stand-ins answer from. Stopping it only closes the stream: the node keeps running.
 
+The node's log records come on the same stream and are logged again here under their own names,
+so the Logs screen shows the node's records (API requests included).
+
 What an attached UI cannot do (yet): chat (it would need the node's API key), import a GGUF
 file, or change the settings of the running node (Settings writes the file for its next start).
 """
@@ -28,7 +31,7 @@ from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
 from salut_tui.events import EventBus
 from salut_tui.pairing.reasons import as_reason
 from salut_tui.pairing.service import PairingError, PairingStatus
-from salut_tui.remote.routes import UI_PREFIX
+from salut_tui.remote.routes import FORWARDED, UI_PREFIX
 from salut_tui.remote.wire import (
     WireError,
     cluster_from_json,
@@ -172,8 +175,26 @@ class RemoteNode:
                 self._apply_snapshot(data)
             elif kind == "node":
                 self.events.publish(event_from_json(data))
+            elif kind == "log":
+                self._log_again(data)
         except (WireError, KeyError, ValueError) as exc:
             log.warning("attach: ignored a message the node sent: %s", exc)
+
+    @staticmethod
+    def _log_again(data: dict[str, Any]) -> None:
+        """The node's record, handed to this process's logger of the same name (so the Logs
+        screen shows it with its source); `handle` skips the level check: the node did it."""
+        record = logging.makeLogRecord(
+            {
+                "name": data["name"],
+                "levelno": data["levelno"],
+                "levelname": data["levelname"],
+                "msg": data["message"],
+                "created": data["created"],
+                FORWARDED: True,
+            }
+        )
+        logging.getLogger(record.name).handle(record)
 
     def _apply_snapshot(self, data: dict[str, Any]) -> None:
         self.snapshot = data

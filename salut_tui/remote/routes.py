@@ -1,7 +1,8 @@
 """Control routes an attached UI reads: one server-sent-event stream of the node's events with a
 snapshot of its views once a second, and the model actions the screens call.
 
-    GET  /salut/control/ui/events          text/event-stream: `snapshot` and `node` events
+    GET  /salut/control/ui/events          text/event-stream: `snapshot`, `node` (an event) and
+                                           `log` (a log record) messages
     GET  /salut/control/ui/models          every model in the cluster (scans: on demand only)
     POST /salut/control/ui/models/load     {"model": id, "force": bool}
     POST /salut/control/ui/models/unload   {"model": id}
@@ -31,7 +32,7 @@ from salut_tui.config import Settings
 from salut_tui.engine.engine import Engine
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.types import ModelError
-from salut_tui.events import Event, EventBus
+from salut_tui.events import EventBus
 from salut_tui.remote.wire import event_to_json
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, to_json
 
@@ -67,6 +68,40 @@ class ControlledNode(Protocol):
     async def unload_model(self, model_id: str) -> None: ...
 
 
+# Set on records an attached UI logs again in its own process (a test may run both in one):
+# they are never forwarded back.
+FORWARDED = "salut_forwarded"
+
+
+class ForwardLogs(logging.Handler):
+    """The node's log records, as JSON, to an attached UI (from any thread: `send` must be
+    thread-safe). The node's logger levels decide what exists; this adds no filter."""
+
+    def __init__(self, send: Callable[[dict[str, Any]], object]) -> None:
+        super().__init__(logging.DEBUG)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, FORWARDED, False):
+            return
+        try:
+            message = record.getMessage()
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                message = f"{message}: {type(exc).__name__}: {exc}"
+            self._send(
+                {
+                    "created": record.created,
+                    "levelno": record.levelno,
+                    "levelname": record.levelname,
+                    "name": record.name,
+                    "message": message,
+                }
+            )
+        except Exception:
+            self.handleError(record)
+
+
 def snapshot(node: ControlledNode) -> dict[str, Any]:
     """Everything the screens read once a second, as JSON."""
     engine, cluster = node.engine, node.cluster
@@ -92,39 +127,40 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
     (`token()` is the node's control token)."""
 
     async def events(request: web.Request) -> web.StreamResponse:
-        queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_LIMIT)
         overflowed = False
+        loop = asyncio.get_running_loop()
 
-        def put(event: Event) -> None:
+        def put(kind: str, data: dict[str, Any]) -> None:
             nonlocal overflowed
             if queue.full():  # a UI that does not read: end its stream (it reconnects)
                 overflowed = True
             else:
-                queue.put_nowait(event)
+                queue.put_nowait((kind, data))
 
+        forward = ForwardLogs(lambda data: loop.call_soon_threadsafe(put, "log", data))
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        unsubscribe = node.events.subscribe(put)
+        unsubscribe = node.events.subscribe(lambda event: put("node", event_to_json(event)))
+        logging.getLogger().addHandler(forward)
         try:
             await _send(response, "snapshot", snapshot(node))
-            loop = asyncio.get_running_loop()
             next_snapshot = loop.time() + SNAPSHOT_EVERY
-            while True:
+            while not overflowed:
                 try:
                     timeout = max(0.0, next_snapshot - loop.time())
-                    event = await asyncio.wait_for(queue.get(), timeout)
+                    kind, data = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError:
-                    if overflowed:
-                        break
                     await _send(response, "snapshot", snapshot(node))
                     next_snapshot = loop.time() + SNAPSHOT_EVERY
                     continue
-                await _send(response, "node", event_to_json(event))
+                await _send(response, kind, data)
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
+            logging.getLogger().removeHandler(forward)
             unsubscribe()
         return response
 
