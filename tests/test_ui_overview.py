@@ -38,6 +38,7 @@ async def test_history_sparklines_follow_the_node(
             url = f"http://127.0.0.1:{node.port}/v1/chat/completions"
             async with http.post(url, json=body) as response:
                 assert response.status == 200
+        await ui_until(pilot, lambda: SELF in app.state.history.nodes)  # the first 1 Hz sample
         series = app.state.history.nodes[SELF]
         # Sampled once a second from the node's figures: the rate it reported shows up.
         await ui_until(pilot, lambda: max(series.rate, default=0) > 0)
