@@ -221,9 +221,14 @@ async def test_peer_drop_and_return_are_toasts_with_a_history(tmp_path: Path) ->
             assert status.code is not None
             await node_b.cluster.join(f"127.0.0.1:{port_a}", status.code)  # type: ignore[union-attr]
             await ui_until(pilot, lambda: notified(app_a, "Paired with beta"), 20)
-            await ui_until(pilot, lambda: node_a.cluster_view().peers[0].health == "ok", 20)
-            # The paired peer gets its own history on the Overview, sampled once a second.
+            # Other Salut nodes on this machine may be listed too (mDNS): look beta up by id.
             b_id = node_b.cluster.node_id  # type: ignore[union-attr]
+            await ui_until(
+                pilot,
+                lambda: any(p.id == b_id and p.health == "ok" for p in node_a.cluster_view().peers),
+                30,
+            )
+            # The paired peer gets its own history on the Overview, sampled once a second.
             await ui_until(pilot, lambda: b_id in app_a.state.history.nodes)
             assert app_a.state.history.nodes[b_id].memory_total == node_b.stats().memory_total
             await pilot.press("1")

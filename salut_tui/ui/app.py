@@ -100,6 +100,7 @@ class SalutApp(App[int]):
         self._install_log_handler()
         self._unsubscribe = self.node.events.subscribe(self._bridge.on_event)
         await self.switch_mode("overview")
+        self._sample()  # the peers as they are now: what changes from here on is news
         self.set_interval(1.0, self._tick)
         if not self._start_node:
             return
