@@ -16,10 +16,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from salut_tui import __version__
+from salut_tui.cli.attach import add_attach_subcommand, attach_ui, running_node
 from salut_tui.cli.cluster import _target_options, add_cluster_subcommands
 from salut_tui.cli.models import add_model_subcommands
 from salut_tui.cli.service import add_service_subcommands
-from salut_tui.cli.attach import add_attach_subcommand, attach_ui, running_node
 from salut_tui.config import ConfigError, Settings, find_config, load_settings
 from salut_tui.engine.types import ModelError
 from salut_tui.pairing.files import DataFileError

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX, CommandError, call_control
+from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
 from salut_tui.events import EventBus
@@ -110,6 +111,13 @@ class _Joined:
     node_id: str
     name: str
     address: str
+
+
+class _NoCountdown:
+    """Idle-unload countdowns are not sent to an attached UI (yet): none shown."""
+
+    def time_left(self, model_id: str, now: float) -> float | None:
+        return None
 
 
 class RemoteNode:
@@ -240,6 +248,40 @@ class RemoteNode:
 
     async def unload_model(self, model_id: str) -> None:
         await self.control("POST", "/ui/models/unload", {"model": model_id})
+
+    @property
+    def keep_alive(self) -> _NoCountdown:
+        return _NoCountdown()
+
+    async def load_on(
+        self,
+        peer: str | None,
+        model_id: str,
+        *,
+        keep_alive: str | int | float | None = None,
+        force: bool = False,
+        on_progress: Callable[[float, str], None] = lambda _f, _s: None,
+    ) -> RemoteLoadResult:
+        """On the attached node itself only (a peer's load needs the node's own UI for now)."""
+        if peer not in (None, "", "local", self.settings.display_name()):
+            return RemoteLoadResult(False, "not from an attached UI yet", "attached", 409)
+        try:
+            await self.load_model(model_id, force=force)
+        except ModelError as exc:
+            return RemoteLoadResult(False, exc.message, "remote", exc.status)
+        return RemoteLoadResult(True, f"loaded {model_id}")
+
+    async def unload_on(self, peer: str | None, model_id: str) -> RemoteLoadResult:
+        if peer not in (None, "", "local", self.settings.display_name()):
+            return RemoteLoadResult(False, "not from an attached UI yet", "attached", 409)
+        try:
+            await self.unload_model(model_id)
+        except ModelError as exc:
+            return RemoteLoadResult(False, exc.message, "remote", exc.status)
+        return RemoteLoadResult(True, f"unloaded {model_id}")
+
+    def pull_model(self, model_id: str, peer: str | None = None) -> str:
+        raise ModelError("pulling a model needs the node's own UI or `salut pull`", status=409)
 
     async def import_gguf(
         self,

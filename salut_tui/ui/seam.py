@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus
@@ -54,6 +55,10 @@ class ClusterControl(Protocol):
     async def unpair(self, node_id: str) -> Any: ...
 
 
+class KeepAliveView(Protocol):
+    def time_left(self, model_id: str, now: float) -> float | None: ...
+
+
 class UINode(Protocol):
     settings: Settings
     config_path: Path | None
@@ -77,7 +82,26 @@ class UINode(Protocol):
 
     async def stop(self) -> None: ...
 
+    @property
+    def keep_alive(self) -> KeepAliveView: ...
+
     def stats(self) -> NodeStats: ...
+
+    def loaded_model_ids(self) -> list[str]: ...
+
+    async def load_on(
+        self,
+        peer: str | None,
+        model_id: str,
+        *,
+        keep_alive: str | int | float | None = ...,
+        force: bool = ...,
+        on_progress: Callable[[float, str], None] = ...,
+    ) -> RemoteLoadResult: ...
+
+    async def unload_on(self, peer: str | None, model_id: str) -> RemoteLoadResult: ...
+
+    def pull_model(self, model_id: str, peer: str | None = ...) -> str: ...
 
     def cluster_view(self) -> ClusterView: ...
 
