@@ -34,6 +34,7 @@ SAMPLES: list[events.Event] = [
     events.StreamFinished("r", "stop", 1, 3, 0.1, 30.0, None),
     events.PeersChanged("seen"),
     events.PairingChanged("waiting", ""),
+    events.KeepAliveChanged("m"),
 ]
 
 

@@ -32,8 +32,8 @@ from salut_tui.config import Settings
 from salut_tui.engine.engine import Engine
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.types import ModelError
-from salut_tui.events import EventBus
-from salut_tui.remote.wire import event_to_json
+from salut_tui.events import Event, EventBus
+from salut_tui.remote.wire import EVENT_TYPES, event_to_json
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, to_json
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,12 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
-        unsubscribe = node.events.subscribe(lambda event: put("node", event_to_json(event)))
+
+        def on_event(event: Event) -> None:
+            if type(event).__name__ in EVENT_TYPES:
+                put("node", event_to_json(event))
+
+        unsubscribe = node.events.subscribe(on_event)
         logging.getLogger().addHandler(forward)
         try:
             await _send(response, "snapshot", snapshot(node))

@@ -14,10 +14,15 @@ from salut_tui.pairing.machine import Role, State
 from salut_tui.pairing.service import PairingStatus
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, PeerView, SelfView
 
+# Events that carry a nested view are not sent (yet): an attached UI does not show transfers.
+NOT_SENT = frozenset({"TransferChanged"})
 EVENT_TYPES: dict[str, type[events.Event]] = {
     cls.__name__: cls
     for cls in vars(events).values()
-    if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event
+    if isinstance(cls, type)
+    and issubclass(cls, events.Event)
+    and cls is not events.Event
+    and cls.__name__ not in NOT_SENT
 }
 
 
