@@ -5,27 +5,60 @@ Search order for `salut.toml` (the first that exists wins; none is fine, default
   2. the `$SALUT_CONFIG` environment variable (it must exist),
   3. `<platform config dir>/salut.toml` (`~/.config/salut/salut.toml` on Linux,
      `~/Library/Application Support/salut/salut.toml` on macOS).
-Command-line options override what the file says. Saving writes the whole file with tomli-w to a
-temporary file beside it and renames it over the old one, so a crash never leaves half a file.
+Command-line options override what the file says. Saving (`save_changes`) writes only the keys
+that changed, through tomlkit, so the user's comments, order and layout stay as they were; the
+whole result is validated before anything is written, and the file is replaced atomically (a
+temporary file beside it, fsync, rename), so a crash never leaves half a file.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tempfile
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-import tomli_w
+import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from tomlkit.exceptions import ParseError
 
 from salut_tui.keepalive import DEFAULT_KEEP_ALIVE, parse_keep_alive
 
 APP_NAME = "salut"
 DEFAULT_PORT = 7258
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def is_host(text: str) -> bool:
+    """An IP address or a DNS host name (RFC 1123 labels); "" means every interface."""
+    if text == "":
+        return True
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    name = text[:-1] if text.endswith(".") else text
+    return 0 < len(name) <= 253 and all(_HOST_LABEL.match(label) for label in name.split("."))
+
+
+def is_host_port(text: str) -> bool:
+    """`host:port` (an IPv6 host in brackets: `[::1]:7258`)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host != "" and is_host(host)
 
 
 class ConfigError(Exception):
@@ -90,7 +123,7 @@ class Settings(BaseModel):
     peers: list[str] = Field(default_factory=list)
     """Peers listed by address (`host:port`), for networks that block multicast."""
     log_level: str = "INFO"
-    """Log level for stderr (headless) and the Logs screen."""
+    """Log level for stderr (headless) and the Logs screen: DEBUG, INFO, WARNING or ERROR."""
     shutdown_grace: float = Field(10.0, ge=0)
     """Seconds a node stopping on SIGTERM/SIGINT lets in-flight requests finish (new ones get
     503 meanwhile); what is still running then ends with an error, never a normal finish."""
@@ -108,6 +141,28 @@ class Settings(BaseModel):
     shard: list[ShardSetting] = Field(default_factory=list)
     """`[[shard]]` tables: models loaded split over paired nodes at start, this node
     coordinating (it waits up to a minute for the peers named to be linked)."""
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not is_host(value):
+            raise ValueError(f"{value!r} is not an IP address or a host name")
+        return value
+
+    @field_validator("peers")
+    @classmethod
+    def _peers(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not is_host_port(p)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))}: a peer is written host:port")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     # ---- derived locations -------------------------------------------------------------
     def data_path(self) -> Path:
@@ -156,7 +211,8 @@ def parse_settings(data: dict[str, Any], source: str) -> Settings:
         problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            problems.append(f"{source}: key '{key}': {err['msg']}")
+            message = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{source}: key '{key}': {message}")
         raise ConfigError("\n".join(problems)) from None
 
 
@@ -173,22 +229,61 @@ def load_settings(path: Path | None) -> Settings:
     return parse_settings(data, str(path))
 
 
-def settings_to_toml(settings: Settings) -> str:
-    data = settings.model_dump(mode="json", exclude_defaults=False)
-    return tomli_w.dumps(data)
+def save_changes(path: Path, changes: Mapping[str, Any]) -> Settings:
+    """Write `changes` (key -> new value) into the file at `path`, keeping every other key, the
+    comments and the layout; returns the settings the file now holds.
+
+    The file as it will be is validated first: a bad value raises ConfigError (naming the file and
+    the key) and nothing is written.
+    """
+    doc = _read_document(path)
+    for key, value in changes.items():
+        doc[key] = value
+    settings = parse_settings(doc.unwrap(), str(path))
+    _write_atomically(path, tomlkit.dumps(doc))
+    return settings
 
 
 def save_settings(settings: Settings, path: Path) -> None:
-    """Write atomically: temp file in the same directory, fsync, rename over the target."""
+    """Write the keys where `settings` differs from what the file holds (see `save_changes`)."""
+    on_disk = load_settings(path if path.is_file() else None).model_dump(mode="json")
+    wanted = settings.model_dump(mode="json")
+    save_changes(path, {k: v for k, v in wanted.items() if v != on_disk.get(k)})
+
+
+def _read_document(path: Path) -> tomlkit.TOMLDocument:
+    if not path.is_file():
+        return tomlkit.document()
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except ParseError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, rename over the target (then fsync the dir)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = settings_to_toml(settings)
     fd, tmp = tempfile.mkstemp(prefix=".salut-", suffix=".toml", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)  # keep a 0600 file (it may hold a key)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

@@ -25,10 +25,14 @@ class ModelLoadStarted(Event):
     model_id: str
 
 
+# Stage prefix of the progress of the bundled default model's one-time conversion (first start).
+CONVERTING = "converting: "
+
+
 @dataclass(frozen=True, slots=True)
 class ModelLoadProgressed(Event):
     model_id: str
-    fraction: float  # 0.0 .. 1.0
+    fraction: float  # 0.0 .. 1.0 of the current stage group (conversion, then loading)
     stage: str = ""
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -28,6 +29,7 @@ from salut_tui.blas import detect_active_blas
 from salut_tui.cluster import model_routes
 from salut_tui.cluster import routes as cluster_routes
 from salut_tui.cluster.cluster import Cluster
+from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.engine import Engine
@@ -40,6 +42,7 @@ from salut_tui.events import EventBus, KeepAliveChanged
 from salut_tui.keepalive import KeepAlive, parse_keep_alive
 from salut_tui.node_models import ModelActions
 from salut_tui.node_shards import NodeShards, no_shards
+from salut_tui.remote import routes as remote_routes
 from salut_tui.routing import (
     LoadLocally,
     Local,
@@ -64,6 +67,10 @@ from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 __all__ = ["ModelInfo", "Node", "NodeStats"]
 
 log = logging.getLogger(__name__)
+
+# One line per API request on the aiohttp.access logger (stderr headless, the Logs screen in the
+# UI): client, request line, status, bytes, seconds (a stream is logged when it ends).
+ACCESS_LOG_FORMAT = '%a "%r" %s %b bytes %Tf s'
 
 
 class Node(ModelActions):
@@ -99,6 +106,10 @@ class Node(ModelActions):
         self.keep_alive = KeepAlive(parse_keep_alive(settings.keep_alive))
         self.transfers = Transfers(self.events)
         self.events.subscribe(self._on_model_event)
+        # The control routes' token (`salut pair`, `salut attach`), written 0600 into the data dir.
+        self.control_token = (
+            self.cluster.control_token if self.cluster is not None else secrets.token_urlsafe(24)
+        )
 
     # ---- lifecycle ---------------------------------------------------------------------
     async def start(self, *, preload: list[str] | None = None) -> None:
@@ -111,14 +122,19 @@ class Node(ModelActions):
             cluster_routes.install(app, self.cluster)
             model_routes.install(app, self)
             shard_control.install(app, self)  # salut load/unload (sharded or whole)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+        remote_routes.install(app, self, lambda: self.control_token)  # `salut attach`
+        self._runner = web.AppRunner(
+            app, handle_signals=False, shutdown_timeout=5.0, access_log_format=ACCESS_LOG_FORMAT
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.host, self.settings.port, reuse_address=True)
         await site.start()
         addresses = self._runner.addresses  # the port the OS picked when settings.port is 0
         self.port = addresses[0][1] if addresses else self.settings.port
         if self.cluster is not None:  # cluster plug-in: needs the bound port to announce
-            await self.cluster.start()
+            await self.cluster.start()  # writes the control token file too
+        else:
+            write_control_token(self.settings, self.port, self.control_token)
         log.info(
             "Salut %s serving the API on http://%s:%d/v1",
             __version__,
@@ -150,6 +166,8 @@ class Node(ModelActions):
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.cluster is None:  # the cluster removes its own
+            (self.settings.data_path() / CONTROL_TOKEN_FILE).unlink(missing_ok=True)
         log.info("node stopped")
 
     async def _preload(self, model_id: str) -> None:
@@ -378,7 +396,11 @@ class Node(ModelActions):
             yield refusal
             return
         try:
-            served_by, chunks = await self._serve(request, decide(self.route_facts(request)))
+            route = decide(self.route_facts(request))
+            log.debug(
+                "request for %s (forwarded: %s) -> %s", request.model, request.forwarded, route
+            )
+            served_by, chunks = await self._serve(request, route)
         except ModelError as exc:
             yield exc.to_error()
             return

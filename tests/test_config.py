@@ -11,7 +11,10 @@ from salut_tui.config import (
     ConfigError,
     Settings,
     find_config,
+    is_host,
+    is_host_port,
     load_settings,
+    save_changes,
     save_settings,
 )
 
@@ -96,3 +99,36 @@ def test_example_documents_every_key_with_its_default() -> None:
     # Every field has a docstring (shown as a description in the schema).
     for name, field in Settings.model_fields.items():
         assert field.description, f"Settings.{name} has no docstring"
+
+
+def test_save_changes_keeps_comments_order_and_other_keys(tmp_path: Path) -> None:
+    path = tmp_path / "salut.toml"
+    original = '# top comment\nport = 9000  # my port\n\n[models]\n"org/m" = "/m"\n'
+    path.write_text(original)
+    path.chmod(0o600)
+    settings = save_changes(path, {"port": 9001, "node_name": "mini"})
+    text = path.read_text()
+    assert text.startswith("# top comment\nport = 9001  # my port\n")
+    assert '"org/m" = "/m"' in text and "host" not in text  # only what changed is written
+    assert settings.port == 9001 and settings.node_name == "mini"
+    assert load_settings(path) == settings
+    assert path.stat().st_mode & 0o777 == 0o600  # a file that may hold a key stays private
+
+
+def test_save_changes_validates_before_writing(tmp_path: Path) -> None:
+    path = tmp_path / "salut.toml"
+    path.write_text("# mine\n")
+    for key, value in (("host", "not a host!"), ("peers", ["nowhere"]), ("log_level", "LOUD")):
+        with pytest.raises(ConfigError, match=f"key '{key}'") as info:
+            save_changes(path, {key: value})
+        assert str(path) in str(info.value)
+    assert path.read_text() == "# mine\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["salut.toml"]
+
+
+def test_hosts_and_peers() -> None:
+    assert all(is_host(h) for h in ("", "0.0.0.0", "::", "fe80::1", "mini.local", "my-mac"))
+    assert not any(is_host(h) for h in ("not a host!", "-bad", "a..b", "x" * 64))
+    assert is_host_port("mini.local:7258") and is_host_port("[::1]:7258")
+    assert not any(is_host_port(p) for p in ("mini.local", "mini:0", "mini:99999", ":7258"))
+    assert Settings(log_level="debug").log_level == "DEBUG"

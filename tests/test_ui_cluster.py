@@ -76,6 +76,10 @@ async def join_with(pilot: Pilot, host: Node, code: str) -> None:
     await pilot.press("enter")
 
 
+def notified(app: SalutApp, text: str) -> bool:
+    return any(text in n.text for n in app.state.notices.notices)
+
+
 def wrong(code: str) -> str:
     number = int(code[:2])
     return f"{10 if number != 10 else 11}{code[2:]}"
@@ -111,6 +115,9 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         assert "Traceback" not in text_of(app_b, "#pairing-status")
         await ui_until(both, lambda: "failed" in text_of(app_a, "#pair-code"))
         assert code not in text_of(app_a, "#pair-code")
+        # B's failed join is told where B typed it, not in B's own "show a code" card.
+        assert "failed" not in text_of(app_b, "#pair-code")
+        assert "No code shown" in text_of(app_b, "#pair-code")
 
         # A second wrong code trips the rate limit for the machine that failed (B), which is
         # refused for a moment and says so; A's owner is never locked out of a new code.
@@ -131,6 +138,9 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         await join_with(pb, node_a, await show_code(pa))
         await ui_until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
         await ui_until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
+        # A toast on both sides, kept in the notification history.
+        await ui_until(both, lambda: notified(app_a, "Paired with beta"))
+        await ui_until(both, lambda: notified(app_b, "Paired with alpha"))
 
         # Both Peers screens show the other as paired and healthy; so does A's Overview.
         await pa.press("5")
@@ -161,6 +171,14 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
             both, lambda: any("alpha" in r and "discovered" in r for r in table_rows(app_b))
         )
 
+        # B, on its Peers screen, got a toast; neither Pairing screen still says "Paired with".
+        await ui_until(both, lambda: notified(app_b, "Unpaired alpha"))
+        await pa.press("6")
+        await pb.press("6")
+        await ui_until(both, lambda: "Paired with" not in text_of(app_a, "#pair-code"))
+        await ui_until(both, lambda: "Paired with" not in text_of(app_b, "#pairing-status"))
+        await pb.press("f5")
+
         # Enter on a discovered node opens Pairing, ready for its code.
         table = app_b.screen.query_one("#peer-table", DataTable)
         table.move_cursor(row=table.get_row_index(a_id))
@@ -188,3 +206,46 @@ async def test_solo_node_says_there_is_no_cluster(tmp_path: Path) -> None:
         assert isinstance(app.screen, PeersScreen)
         await pilot.press("1")
         assert "runs on its own" in text_of(app, "#peers-summary")
+
+
+async def test_peer_drop_and_return_are_toasts_with_a_history(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    node_a = cluster_node(tmp_path, "alpha", port_a, port_b)
+    node_b = cluster_node(tmp_path, "beta", port_b, port_a)
+    app_a = SalutApp(node_a, mask_volatile=True)
+    async with app_a.run_test(size=(80, 24)) as pilot:
+        await pilot.press("2")  # any screen: the toasts come anyway
+        await node_b.start()
+        try:
+            status = node_a.cluster.create_pairing_code()  # type: ignore[union-attr]
+            assert status.code is not None
+            await node_b.cluster.join(f"127.0.0.1:{port_a}", status.code)  # type: ignore[union-attr]
+            await ui_until(pilot, lambda: notified(app_a, "Paired with beta"), 20)
+            # Other Salut nodes on this machine may be listed too (mDNS): look beta up by id.
+            b_id = node_b.cluster.node_id  # type: ignore[union-attr]
+            await ui_until(
+                pilot,
+                lambda: any(p.id == b_id and p.health == "ok" for p in node_a.cluster_view().peers),
+                30,
+            )
+            # The paired peer gets its own history on the Overview, sampled once a second.
+            await ui_until(pilot, lambda: b_id in app_a.state.history.nodes)
+            assert app_a.state.history.nodes[b_id].memory_total == node_b.stats().memory_total
+            await pilot.press("1")
+            await ui_until(
+                pilot,
+                lambda: any(
+                    "peer beta" in str(s.render()) for s in app_a.screen.query(".history-name")
+                ),
+            )
+            await pilot.press("2")
+        finally:
+            await node_b.stop()
+        await ui_until(pilot, lambda: notified(app_a, "beta dropped"), 30)
+        await pilot.press("n")
+        await pilot.pause()
+        history = text_of(app_a, "#notification-list")
+        assert history.index("beta dropped") < history.index("Paired with beta")  # newest first
+        assert app_a.state.notices.unread == 0
+        await pilot.press("escape")
+        assert app_a.current_mode == "models" and not app_a.screen.query("#notification-list")

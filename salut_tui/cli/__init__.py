@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from salut_tui import __version__
+from salut_tui.cli.attach import add_attach_subcommand, attach_ui, running_node
 from salut_tui.cli.cluster import _target_options, add_cluster_subcommands
 from salut_tui.cli.models import add_model_subcommands
 from salut_tui.cli.service import add_service_subcommands
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_shard_subcommands(sub)
     add_model_subcommands(sub)
     add_service_subcommands(sub)
+    add_attach_subcommand(sub)
     return parser
 
 
@@ -194,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         from salut_tui.run import RunUI, run_node
 
         headless = args.command == "serve" or args.headless
+        if not headless and not args.model:
+            # A node already runs for this data dir (a service): show its UI, start nothing.
+            remote = running_node(settings.data_path())
+            if remote is not None:
+                return attach_ui(remote)
         ui: RunUI | None = None
         if headless:
             setup_logging(settings.log_level)

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from salut_tui.cluster.addresses import dial_order
-from salut_tui.cluster.control import CONTROL_TOKEN_FILE
+from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import (
@@ -53,7 +53,7 @@ from salut_tui.cluster.tunnel import Tunnel
 from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus, PairingChanged, PeersChanged
-from salut_tui.pairing.files import ensure_private_dir, write_private_file
+from salut_tui.pairing.files import ensure_private_dir
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.service import PairingService, PairingStatus
@@ -128,10 +128,7 @@ class Cluster:
     # ---- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         bound = self.settings.host not in ("", "0.0.0.0", "::")
-        token_line = (
-            f"{self.settings.host if bound else '127.0.0.1'} {self.local.port} {self.control_token}"
-        )
-        write_private_file(self.settings.data_path() / CONTROL_TOKEN_FILE, token_line.encode())
+        write_control_token(self.settings, self.local.port, self.control_token)
         # Bound to one address: speak from it too, so peers see the address we announce.
         local = (self.settings.host, 0) if bound else None
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=local))

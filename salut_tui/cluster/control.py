@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from salut_tui.config import Settings
+from salut_tui.pairing.files import ensure_private_dir, write_private_file
+
 CONTROL_PREFIX = "/salut/control"
 CONTROL_HEADER = "X-Salut-Control"
 CONTROL_TOKEN_FILE = "control.token"
@@ -24,18 +27,39 @@ class CommandError(Exception):
     pass
 
 
+def write_control_token(settings: Settings, port: int, token: str) -> None:
+    """`<host> <port> <token>` into the data dir, mode 0600: where and how to reach this node's
+    control routes (a node bound to every interface is reached on 127.0.0.1)."""
+    bound = settings.host not in ("", "0.0.0.0", "::")
+    line = f"{settings.host if bound else '127.0.0.1'} {port} {token}"
+    data = settings.data_path()
+    ensure_private_dir(data)
+    write_private_file(data / CONTROL_TOKEN_FILE, line.encode())
+
+
+def read_control_token(data_dir: Path) -> tuple[str, int, str] | None:
+    """(host, port, token) of the node that last ran with this data dir, or None."""
+    try:
+        host, port, token = (data_dir / CONTROL_TOKEN_FILE).read_text().split()
+        return host, int(port), token
+    except (OSError, ValueError):
+        return None
+
+
 def call_control(
-    data_dir: Path,
+    data_dir: Path | None,
     method: str,
     path: str,
     body: dict | None = None,
     *,
     host: str | None = None,
     port: int | None = None,
+    token: str | None = None,
     timeout: float = 30.0,
 ) -> Any:
-    """One control request to the node whose data dir is `data_dir`; its JSON answer."""
-    with _open(data_dir, method, path, body, host, port, timeout) as response:
+    """One control request to the node whose data dir is `data_dir` (or at host:port with the
+    `token` given); its JSON answer."""
+    with _open(data_dir, method, path, body, host, port, timeout, token) as response:
         return json.loads(response.read())
 
 
@@ -57,23 +81,26 @@ def stream_control(
 
 
 def _open(
-    data_dir: Path,
+    data_dir: Path | None,
     method: str,
     path: str,
     body: dict | None,
     host: str | None,
     port: int | None,
     timeout: float,
+    token: str | None = None,
 ) -> Any:
-    token_file = data_dir / CONTROL_TOKEN_FILE
-    try:
-        host_text, port_text, token = token_file.read_text().split()
-    except (OSError, ValueError):
-        raise CommandError(
-            f"no running node found with data dir {data_dir} ({token_file} missing)"
-        ) from None
-    port = port or int(port_text)
-    host = host or host_text
+    if token is None or host is None or port is None:
+        found = read_control_token(data_dir) if data_dir is not None else None
+        if found is None:
+            token_file = (data_dir or Path(".")) / CONTROL_TOKEN_FILE
+            raise CommandError(
+                f"no running node found with data dir {data_dir} ({token_file} missing)"
+            )
+        host_text, port_number, token_text = found
+        port = port or port_number
+        host = host or host_text
+        token = token or token_text
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(
         f"http://{host}:{port}{CONTROL_PREFIX}{path}", data=data, method=method,

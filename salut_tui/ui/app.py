@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterable
 from textual.actions import SkipAction
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import HelpPanel
 
 from salut_tui.events import ModelLoaded, ModelLoadFailed, ModelUnloaded
-from salut_tui.node import Node
-from salut_tui.ui.bridge import EventBridge, UILogHandler
+from salut_tui.ui.bridge import EventBridge, LogRouting
 from salut_tui.ui.format import Figures
 from salut_tui.ui.help import HelpOverlay
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice
@@ -28,11 +28,13 @@ from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.chat import ChatScreen
 from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.models import ModelsScreen
+from salut_tui.ui.screens.notifications import NotificationHistory
 from salut_tui.ui.screens.overview import OverviewScreen
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import PeersScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.seam import UINode
 from salut_tui.ui.state import LEVELS, UIState
 from salut_tui.ui.themes import load_theme_files, theme_dirs
 from salut_tui.ui.widgets.confirm import Confirm
@@ -75,6 +77,7 @@ class SalutApp(App[int]):
             Binding(f"f{n}", f"show('{mode}')", title, show=False, priority=True)
             for n, (mode, _key, title) in enumerate(SCREENS, start=1)
         ),
+        Binding("n", "notifications", "Notifications", show=False),
         Binding("q", "quit", "Quit"),
         # ctrl+c: Textual's own copy in fields and selections; with nothing to copy it reaches
         # App's ctrl+c binding, `help_quit` below. ctrl+q (App's) quits the same way as q.
@@ -85,7 +88,7 @@ class SalutApp(App[int]):
 
     def __init__(
         self,
-        node: Node,
+        node: UINode,
         *,
         preload: list[str] | None = None,
         mask_volatile: bool = False,
@@ -99,7 +102,7 @@ class SalutApp(App[int]):
         self._start_node = start_node
         self._bridge = EventBridge(self, self.state)
         self._unsubscribe: Callable[[], None] | None = None
-        self._log_handler: UILogHandler | None = None
+        self._logs = LogRouting(self.post_message)
         self.theme_names: list[str] = []
         self.stopping = False
 
@@ -109,6 +112,7 @@ class SalutApp(App[int]):
         self._install_log_handler()
         self._unsubscribe = self.node.events.subscribe(self._bridge.on_event)
         await self.switch_mode("overview")
+        self._sample()  # the peers as they are now: what changes from here on is news
         self.set_interval(1.0, self._tick)
         if not self._start_node:
             return
@@ -116,14 +120,14 @@ class SalutApp(App[int]):
             await self.node.start(preload=self._preload)
         except OSError as exc:
             where = f"{self.node.settings.host}:{self.node.settings.port}"
-            self.exit(2, message=f"salut: cannot listen on {where}: {exc.strerror or exc}")
+            message = f"salut: cannot listen on {where}: {exc.strerror or exc}"
+            self.exit(2, return_code=2, message=message)  # the process exit status
 
     async def on_unmount(self) -> None:
         await self.node.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._log_handler is not None:
-            logging.getLogger().removeHandler(self._log_handler)
+        self._logs.remove()
 
     # ---- keys: quit, copy, help ----------------------------------------------------------
     async def action_quit(self) -> None:
@@ -204,13 +208,44 @@ class SalutApp(App[int]):
             log.warning("theme %r not found; using the built-in look", settings.theme)
 
     def _install_log_handler(self) -> None:
-        self._log_handler = UILogHandler(self.post_message)
-        root = logging.getLogger()
-        root.addHandler(self._log_handler)
-        wanted = LEVELS.get(self.node.settings.log_level.upper(), logging.INFO)
-        package = logging.getLogger("salut_tui")
-        if package.getEffectiveLevel() > wanted:
-            package.setLevel(wanted)
+        self._logs.install(LEVELS.get(self.node.settings.log_level.upper(), logging.INFO))
+
+    def apply_log_level(self, name: str) -> None:
+        """What the Logs screen receives from now on (log_level in Settings, DEBUG in Logs)."""
+        self._logs.set_level(LEVELS.get(name.upper(), logging.INFO))
+
+    @property
+    def log_level(self) -> int:
+        return self._logs.level
+
+    # ---- notifications -----------------------------------------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast also goes into the history (n shows it)."""
+        self.state.notices.add(severity, message)
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def action_notifications(self) -> None:
+        if not isinstance(self.screen, NotificationHistory):
+            notices = self.state.notices.read()
+            self.push_screen(NotificationHistory(notices, mask_time=self.figures.mask_volatile))
+
+    def _sample(self) -> None:
+        """Once a second, whatever the screen: the history graphs, and toasts for peers that
+        paired, unpaired, dropped or came back."""
+        peers = self.node.cluster_view().peers if self.node.cluster is not None else ()
+        self.state.history.sample(self.node.settings.display_name(), self.node.stats(), peers)
+        if self.node.cluster is None:
+            return
+        for notice in self.state.peer_watch.observe(peers):
+            self.notify(notice.text, severity=notice.severity, timeout=6, markup=False)
 
     # ---- navigation --------------------------------------------------------------------
     async def action_show(self, mode: str) -> None:
@@ -223,6 +258,9 @@ class SalutApp(App[int]):
             yield SystemCommand(
                 "Help: keys of this screen", "Every key, as ? shows", self.action_help
             )
+        yield SystemCommand(
+            "Notification history", "Every notification so far (key n)", self.action_notifications
+        )
         yield from screen_commands(self, current, SCREENS)
         yield from super().get_system_commands(screen)
 
@@ -261,6 +299,7 @@ class SalutApp(App[int]):
         """Once a second: the title bar figures and whatever the current screen counts."""
         if not self.screen_stack or not self.is_running:  # the app is closing
             return
+        self._sample()
         screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)
@@ -281,7 +320,7 @@ async def run_app(app: SalutApp) -> int:
     return app.return_code or 0
 
 
-async def run_ui(node: Node, preload: list[str]) -> int:
+async def run_ui(node: UINode, preload: list[str]) -> int:
     """The UI of `salut` (no sub-command), for `run_node`: runs the node until quit."""
     app = SalutApp(node, preload=preload)
     # Stream handlers set up for headless use would write over the screen while the app runs.

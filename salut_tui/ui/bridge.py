@@ -66,6 +66,37 @@ class EventBridge:
         self._pending.discard(topic)
 
 
+# Loggers whose records the Logs screen shows (the root stays at WARNING: libraries' chatter
+# stays out). aiohttp.access is one line per API request.
+UI_LOGGERS = ("salut_tui", "salut", "aiohttp.access")
+
+
+class LogRouting:
+    """Puts a `UILogHandler` on the root logger and sets the level of Salut's loggers (and the
+    API access log) for as long as the app runs; `remove` puts the old levels back."""
+
+    def __init__(self, post: Callable[[LogPosted], object]) -> None:
+        self.handler = UILogHandler(post)
+        self._saved: dict[str, int] = {}
+        self.level = logging.INFO
+
+    def install(self, level: int) -> None:
+        self._saved = {name: logging.getLogger(name).level for name in UI_LOGGERS}
+        logging.getLogger().addHandler(self.handler)
+        self.set_level(level)
+
+    def set_level(self, level: int) -> None:
+        """Records below `level` are not even created from now on (DEBUG costs nothing else)."""
+        self.level = level
+        for name in UI_LOGGERS:
+            logging.getLogger(name).setLevel(level)
+
+    def remove(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        for name, level in self._saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
 class UILogHandler(logging.Handler):
     """Forwards log records to the app; `post_message` is safe from the engine thread."""
 

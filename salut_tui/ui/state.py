@@ -24,6 +24,8 @@ from salut_tui.events import (
     TransferChanged,
 )
 from salut_tui.transfers import TransferView
+from salut_tui.ui.history import History
+from salut_tui.ui.notifications import NoticeHistory, PeerWatch
 
 HISTORY_LIMIT = 200
 LOG_LIMIT = 2000
@@ -178,6 +180,28 @@ class TransferBook:
         return False
 
 
+@dataclass(slots=True)
+class LogFilter:
+    """What the Logs screen shows: a level and above, one source (a logger and its children),
+    and a text the message or source contains (case ignored)."""
+
+    level: str = "INFO"
+    source: str | None = None
+    text: str = ""
+
+    def matches(self, entry: LogEntry) -> bool:
+        if entry.levelno < LEVELS.get(self.level, logging.INFO):
+            return False
+        if self.source is not None and not (
+            entry.name == self.source or entry.name.startswith(self.source + ".")
+        ):
+            return False
+        if self.text:
+            needle = self.text.casefold()
+            return needle in entry.message.casefold() or needle in entry.name.casefold()
+        return True
+
+
 class UIState:
     """Everything the screens render from."""
 
@@ -186,9 +210,16 @@ class UIState:
         self.models = ModelLoads()
         self.transfers = TransferBook()
         self.logs: deque[LogEntry] = deque(maxlen=LOG_LIMIT)
+        self.notices = NoticeHistory()  # every toast shown (key n)
+        self.peer_watch = PeerWatch()  # cluster events found by comparing peer tables
+        self.history = History()  # the Overview's sparklines, sampled once a second
 
     def logs_at_least(self, level: int) -> list[LogEntry]:
         return [e for e in self.logs if e.levelno >= level]
+
+    def log_sources(self) -> list[str]:
+        """The logger names in the buffer, sorted."""
+        return sorted({e.name for e in self.logs})
 
 
 LEVELS = {

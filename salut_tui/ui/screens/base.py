@@ -9,9 +9,9 @@ from textual.app import ComposeResult, SystemCommand
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from salut_tui.node import Node
 from salut_tui.ui.format import Figures
 from salut_tui.ui.messages import Topic
+from salut_tui.ui.seam import UINode
 from salut_tui.ui.state import UIState
 
 if TYPE_CHECKING:  # the app imports every screen: a screen names its app's type only
@@ -34,7 +34,7 @@ class NodeScreen(Screen):
         return self.app  # type: ignore[return-value]
 
     @property
-    def node(self) -> Node:
+    def node(self) -> UINode:
         return self.salut.node
 
     @property

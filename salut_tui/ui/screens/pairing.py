@@ -43,6 +43,7 @@ class PairingScreen(NodeScreen):
     def __init__(self) -> None:
         super().__init__()
         self._addresses: dict[str, str] = {}  # discovered node id -> its address
+        self._joined: str | None = None  # id of the node the last join here paired with
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="pairing"):
@@ -50,6 +51,7 @@ class PairingScreen(NodeScreen):
             with Vertical(id="host-card", classes="card"):
                 yield Static("", id="pair-code")
                 yield Static("", id="pair-limit", classes="dim")
+                yield Static("", id="host-status")
                 with Horizontal(classes="buttons"):
                     yield Button("New code (c)", id="pair-new", compact=True, variant="primary")
                     yield Button("Cancel code (x)", id="pair-cancel", compact=True)
@@ -71,7 +73,7 @@ class PairingScreen(NodeScreen):
                         placeholder="as shown there, e.g. 42-maple-rocket",
                     )
                     yield Button("Join", id="pair-join", compact=True)
-            yield Static("", id="pairing-status")
+                yield Static("", id="pairing-status")  # this node's join: where it was typed
             yield Static(HELP, id="pairing-help", classes="dim")
 
     def on_mount(self) -> None:
@@ -111,6 +113,16 @@ class PairingScreen(NodeScreen):
         self._draw_code()
         if "peers" in topics:
             self._draw_discovered()
+            self._forget_unpaired_join()
+
+    def _forget_unpaired_join(self) -> None:
+        """After an unpair, the join line no longer says "Paired with …"."""
+        if self._joined is not None and self._joined not in self._paired_ids():
+            self._joined = None
+            self.show_status("")
+
+    def _paired_ids(self) -> set[str]:
+        return {p.id for p in self.node.cluster_view().peers if p.paired}
 
     def tick(self) -> None:
         if self.is_mounted and self.node.cluster is not None:
@@ -135,7 +147,13 @@ class PairingScreen(NodeScreen):
         line.display = bool(limit)
 
     def _describe(self, status: PairingStatus) -> str:
+        """The host card: this node's code and what became of it. A join typed here is
+        reported in the join card (`#pairing-status`), never here."""
         state, peer = status.state.value, escape(self._peer_label(status.peer))
+        if status.role is not None and status.role.value == "joiner":
+            state = "idle"
+        if state == "paired" and not self._still_paired(status.peer):
+            state = "idle"  # unpaired since: the pairing is history
         if state == "waiting" and status.code:
             expires = self.figures.duration(status.expires_in or 0)
             return (
@@ -148,14 +166,16 @@ class PairingScreen(NodeScreen):
             return f"[green]Paired with {peer}.[/] It is on the Peers screen (5)."
         if state == "failed":
             reason = escape(status.detail or "unknown reason")
-            if status.role is not None and status.role.value == "joiner":
-                return f"[red]Joining {peer} failed:[/] {reason}."
             return f"[red]Pairing with {peer} failed:[/] {reason}.\nPress c for a new code."
         if state == "expired":
             return "The code expired unused. Press c for a new one."
         if state == "cancelled":
             return "Code cancelled. Press c for a new one."
         return "No code shown. Press c to show one; the other machine types it."
+
+    def _still_paired(self, peer: str | None) -> bool:
+        """The host side knows the peer by name only."""
+        return any(p.paired and p.name == peer for p in self.node.cluster_view().peers)
 
     def _peer_label(self, peer: str | None) -> str:
         """The joiner side knows the peer by the address typed; show its name when known."""
@@ -187,8 +207,10 @@ class PairingScreen(NodeScreen):
         )
         self.query_one("#pair-discovered-label", Static).update(label)
 
-    def show_status(self, text: str, *, error: bool = False) -> None:
-        status = self.query_one("#pairing-status", Static)
+    def show_status(
+        self, text: str, *, error: bool = False, where: str = "#pairing-status"
+    ) -> None:
+        status = self.query_one(where, Static)
         status.set_class(error, "error")
         status.update(escape(text))
 
@@ -205,9 +227,9 @@ class PairingScreen(NodeScreen):
         try:
             self.node.cluster.create_pairing_code()
         except PairingError as exc:
-            self.show_status(str(exc), error=True)
+            self.show_status(str(exc), error=True, where="#host-status")
         else:
-            self.show_status("")
+            self.show_status("", where="#host-status")
         self._draw_code()
 
     def action_cancel_code(self) -> None:
@@ -266,6 +288,7 @@ class PairingScreen(NodeScreen):
             )
         else:
             self.query_one("#pair-code-input", Input).value = ""
+            self._joined = peer.node_id
             self.show_status(
                 f"Paired with {peer.name} ({peer.node_id}). It is on the Peers screen (5)."
             )

@@ -1,7 +1,9 @@
 """Settings: edit the node's salut.toml from the UI; say which changes need a restart.
 
-Only the fields changed here are written, on top of what the file already says, so options
-given on the command line for this run (a port, a data dir) do not leak into the file.
+Only the fields changed here are written (`config.save_changes`), into the file as it is: the
+user's comments and layout stay, and options given on the command line for this run (a port, a
+data dir) do not leak into the file. The file as it would be is validated first; a bad value is
+refused with the file and key named in the form, and nothing is written.
 """
 
 from __future__ import annotations
@@ -17,18 +19,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
-from salut_tui.config import (
-    ConfigError,
-    Settings,
-    default_config_path,
-    load_settings,
-    parse_settings,
-    save_settings,
-)
+from salut_tui.config import LOG_LEVELS, ConfigError, Settings, default_config_path, save_changes
 from salut_tui.ui.screens.base import NodeScreen
 
-# The server is already bound to these; everything else applies at once.
-RESTART_KEYS = ("host", "port")
+# The server, the cluster and the peer list are set up with these at start; the rest applies
+# at once.
+RESTART_KEYS = ("host", "port", "mode", "peers")
+MODES = ("cluster", "client-only", "solo")
 
 
 class SettingsScreen(NodeScreen):
@@ -63,22 +60,32 @@ class SettingsScreen(NodeScreen):
                 yield Button("Generate", id="key-generate", compact=True)
                 yield Button("Show", id="key-show", compact=True)
                 yield Button("Clear", id="key-clear", compact=True)
+            yield from self._row("Mode", self._select("mode", MODES))
+            yield from self._row(
+                "Peers",
+                Input(id="set-peers", compact=True, placeholder="host:port, … (no multicast)"),
+            )
             default = self.node.settings.default_model  # load_form adds the other models
+            yield from self._row("Default model", self._select("default_model", [default]))
             yield from self._row(
-                "Default model",
-                Select(
-                    [(default, default)], id="set-default_model", compact=True, allow_blank=False
-                ),
+                "Models dir",
+                Input(id="set-models_dir", compact=True, placeholder="empty: <data dir>/models"),
             )
-            themes = [(t, t) for t in self.salut.theme_names]
             yield from self._row(
-                "Theme", Select(themes, id="set-theme", compact=True, allow_blank=False)
+                "Mem. headroom",
+                Input(id="set-memory_headroom_gb", compact=True, placeholder="GiB kept free"),
             )
+            yield from self._row("Log level", self._select("log_level", LOG_LEVELS[:4]))
+            yield from self._row("Theme", self._select("theme", self.salut.theme_names))
             yield Label("Preload at start", classes="setting-label")
             yield SelectionList[str](id="set-preload")
             with Horizontal(classes="setting-row buttons"):
                 yield Button("Save (ctrl+s)", id="settings-save", variant="primary", compact=True)
             yield Static("", id="settings-status")
+
+    @staticmethod
+    def _select(key: str, values: Iterable[str]) -> Select[str]:
+        return Select([(v, v) for v in values], id=f"set-{key}", compact=True, allow_blank=False)
 
     @staticmethod
     def _row(label: str, widget) -> ComposeResult:
@@ -110,6 +117,11 @@ class SettingsScreen(NodeScreen):
         self.query_one("#set-host", Input).value = settings.host
         self.query_one("#set-port", Input).value = str(self.node.settings.port)
         self.query_one("#set-api_key", Input).value = settings.api_key
+        self.query_one("#set-mode", Select).value = settings.mode
+        self.query_one("#set-peers", Input).value = ", ".join(settings.peers)
+        self.query_one("#set-models_dir", Input).value = settings.models_dir
+        self.query_one("#set-memory_headroom_gb", Input).value = f"{settings.memory_headroom_gb:g}"
+        self.query_one("#set-log_level", Select).value = settings.log_level
         models = [m.id for m in self.node.local_models()]  # scans the model directories: once
         model_select = self.query_one("#set-default_model", Select)
         model_select.set_options([(i, i) for i in dict.fromkeys([settings.default_model, *models])])
@@ -129,7 +141,12 @@ class SettingsScreen(NodeScreen):
             "host": self.query_one("#set-host", Input).value.strip(),
             "port": int(port_text) if port_text.lstrip("-").isdigit() else port_text,
             "api_key": self.query_one("#set-api_key", Input).value.strip(),
+            "mode": self.query_one("#set-mode", Select).value,
+            "peers": self.query_one("#set-peers", Input).value.replace(",", " ").split(),
             "default_model": self.query_one("#set-default_model", Select).value,
+            "models_dir": self.query_one("#set-models_dir", Input).value.strip(),
+            "memory_headroom_gb": _number(self.query_one("#set-memory_headroom_gb", Input).value),
+            "log_level": self.query_one("#set-log_level", Select).value,
             "theme": self.query_one("#set-theme", Select).value,
             "preload": list(self.query_one("#set-preload", SelectionList).selected),
         }
@@ -138,6 +155,8 @@ class SettingsScreen(NodeScreen):
         return self.node.config_path or default_config_path()
 
     def action_save(self) -> None:
+        # Out of the field first: the screen's keys (1-8, q) must not type into an input.
+        self.set_focus(None)
         values = self.form_values()
         changed = {
             k: v for k, v in values.items() if v != self._initial.get(k) and v is not Select.BLANK
@@ -147,11 +166,9 @@ class SettingsScreen(NodeScreen):
             return
         path = self.config_path()
         try:
-            on_disk = load_settings(path if path.is_file() else None)
-            updated = parse_settings({**on_disk.model_dump(), **changed}, str(path))
-            save_settings(updated, path)
+            updated = save_changes(path, changed)
         except ConfigError as exc:
-            self.show_status(str(exc), error=True)
+            self.show_status(f"Not saved: {exc}", error=True)
             return
         except OSError as exc:
             self.show_status(f"Cannot write {path}: {exc.strerror or exc}", error=True)
@@ -172,6 +189,8 @@ class SettingsScreen(NodeScreen):
             setattr(self.node.settings, key, getattr(updated, key))
         if "theme" in keys:
             self.app.theme = updated.theme
+        if "log_level" in keys:
+            self.salut.apply_log_level(updated.log_level)
 
     def show_status(self, text: str, *, error: bool = False, warning: bool = False) -> None:
         status = self.query_one("#settings-status", Static)
@@ -204,3 +223,11 @@ class SettingsScreen(NodeScreen):
 
     def action_leave_field(self) -> None:
         self.set_focus(None)
+
+
+def _number(text: str) -> float | str:
+    """A float when the text is one; else the text, for validation to name the key."""
+    try:
+        return float(text.strip())
+    except ValueError:
+        return text.strip()

@@ -1,0 +1,84 @@
+"""The attach wire format (pure): node events and views as JSON, and back.
+
+Events are the frozen dataclasses of `salut_tui.events`, sent as `{"type": <class name>, ...}`;
+views as `views.to_json` writes them. One definition each way, tested as a round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from salut_tui import events
+from salut_tui.pairing.machine import Role, State
+from salut_tui.pairing.service import PairingStatus
+from salut_tui.views import ClusterView, ModelInfo, NodeStats, PeerView, SelfView
+
+# Events that carry a nested view are not sent (yet): an attached UI does not show transfers.
+NOT_SENT = frozenset({"TransferChanged"})
+EVENT_TYPES: dict[str, type[events.Event]] = {
+    cls.__name__: cls
+    for cls in vars(events).values()
+    if isinstance(cls, type)
+    and issubclass(cls, events.Event)
+    and cls is not events.Event
+    and cls.__name__ not in NOT_SENT
+}
+
+
+class WireError(ValueError):
+    """A message that is not what the other side should send."""
+
+
+def event_to_json(event: events.Event) -> dict[str, Any]:
+    return {"type": type(event).__name__, **dataclasses.asdict(event)}
+
+
+def event_from_json(data: dict[str, Any]) -> events.Event:
+    try:
+        cls = EVENT_TYPES[data["type"]]
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+    except (KeyError, TypeError) as exc:
+        raise WireError(f"not a node event: {exc}") from None
+
+
+def _tuples(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def cluster_from_json(data: dict[str, Any]) -> ClusterView:
+    try:
+        return ClusterView(
+            SelfView(**_tuples(data["node"])),
+            tuple(PeerView(**_tuples(p)) for p in data["peers"]),
+        )
+    except (KeyError, TypeError) as exc:
+        raise WireError(f"not a cluster view: {exc}") from None
+
+
+def stats_from_json(data: dict[str, Any]) -> NodeStats:
+    try:
+        return NodeStats(**data)
+    except TypeError as exc:
+        raise WireError(f"not node stats: {exc}") from None
+
+
+def pairing_from_json(data: dict[str, Any]) -> PairingStatus:
+    return PairingStatus(
+        role=Role(data["role"]) if data.get("role") else None,
+        state=State(data["state"]),
+        code=data.get("code"),
+        expires_in=data.get("expires_in"),
+        peer=data.get("peer"),
+        failures=int(data.get("failures", 0)),
+        retry_after=float(data.get("retry_after", 0.0)),
+        reason=data.get("reason"),
+    )
+
+
+def model_from_json(data: dict[str, Any]) -> ModelInfo:
+    try:
+        return ModelInfo(**_tuples(data))
+    except TypeError as exc:
+        raise WireError(f"not a model: {exc}") from None
