@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from salut_tui.engine import default_model
-from tests.model_factory import TINY_MODEL_ID, build_tiny_model
+from tests.model_factory import TINY_MODEL_ID, TINY_TOOL_MODEL_ID, build_tiny_model
 
 # Where a user's machine keeps state that Salut, Hugging Face or platformdirs would read. Every
 # test gets its own empty folders instead (subprocesses inherit them through the environment).
@@ -54,3 +54,14 @@ def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_id() -> str:
     return TINY_MODEL_ID
+
+
+@pytest.fixture(scope="session")
+def tiny_tool_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny llama with a tool-calling chat template (mlx-lm's `json_tools` format)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-tools", tools=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_tool_model_id() -> str:
+    return TINY_TOOL_MODEL_ID

@@ -20,6 +20,38 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+TINY_TOOL_MODEL_ID = "salut-test/tiny-llama-tools"
+
+# A Qwen2.5-style template with tools: mlx-lm infers its `json_tools` parser from `<tool_call>`
+# and `tool_call.name` in it. Tools go to a system block; assistant tool calls and tool results
+# are printed back in the history.
+TOOLS_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\n"
+    "{%- if messages[0]['role'] == 'system' %}{{ messages[0]['content'] }}\n\n{% endif %}"
+    "# Tools\n<tools>{% for tool in tools %}\n{{ tool | tojson }}{% endfor %}\n</tools>\n"
+    'Call a function with <tool_call>{"name": ..., "arguments": ...}</tool_call>'
+    "<|im_end|>\n"
+    "{%- elif messages[0]['role'] == 'system' %}"
+    "<|im_start|>system\n{{ messages[0]['content'] }}<|im_end|>\n"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'system' and loop.first %}"
+    "{%- elif message.role == 'assistant' and message.tool_calls %}"
+    "<|im_start|>assistant\n{{ message.content or '' }}"
+    "{%- for tc in message.tool_calls %}"
+    "{%- set tool_call = tc.function if tc.function is defined else tc %}"
+    '\n<tool_call>\n{"name": "{{ tool_call.name }}", "arguments": '
+    "{{ tool_call.arguments | tojson }}}\n</tool_call>"
+    "{%- endfor %}<|im_end|>\n"
+    "{%- elif message.role == 'tool' %}"
+    "<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{%- else %}"
+    "<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 _CORPUS = [
     "Salut turns the machines on a LAN into one private inference cluster.",
     "The quick brown fox jumps over the lazy dog. Hello world! How are you today?",
@@ -30,7 +62,7 @@ _CORPUS = [
 ]
 
 
-def _train_tokenizer(path: Path) -> int:
+def _train_tokenizer(path: Path, tools: bool = False) -> int:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -38,7 +70,8 @@ def _train_tokenizer(path: Path) -> int:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=512,
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        + (["<tool_call>", "</tool_call>"] if tools else []),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -53,7 +86,7 @@ def _train_tokenizer(path: Path) -> int:
                 "pad_token": "<|endoftext|>",
                 "unk_token": None,
                 "model_max_length": 512,
-                "chat_template": CHATML_TEMPLATE,
+                "chat_template": TOOLS_TEMPLATE if tools else CHATML_TEMPLATE,
                 "clean_up_tokenization_spaces": False,
             },
             indent=2,
@@ -66,18 +99,19 @@ def _train_tokenizer(path: Path) -> int:
 
 
 def build_tiny_model(
-    path: Path, *, seed: int = 0, num_layers: int = 2, family: str = "llama"
+    path: Path, *, seed: int = 0, num_layers: int = 2, family: str = "llama", tools: bool = False
 ) -> Path:
     """Create the tiny model in `path` (created if missing) and return `path`.
 
-    `family` is "llama" (the default) or "qwen3" (same sizes, with qwen3's q/k norms)."""
+    `family` is "llama" (the default) or "qwen3" (same sizes, with qwen3's q/k norms). `tools`: a
+    chat template with tool calling (mlx-lm's `json_tools` format) and its markers as tokens."""
     import importlib
 
     import mlx.core as mx
     from mlx_lm.utils import save_config, save_model
 
     path.mkdir(parents=True, exist_ok=True)
-    vocab = _train_tokenizer(path)
+    vocab = _train_tokenizer(path, tools)
     eos_id = json.loads((path / "tokenizer.json").read_text())["added_tokens"][2]["id"]
     config = {
         "model_type": family,

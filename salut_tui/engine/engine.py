@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,6 +224,18 @@ class Engine:
         if self._worker is None or self._stopped:
             raise errors.engine_stopped()
         return await asyncio.wrap_future(self._worker.call(fn))
+
+    async def script_next(self, model_id: str, token_ids: list[int]) -> None:
+        """The next generation on `model_id` produces exactly `token_ids`, then ends (a logits
+        processor masks every other token: `sampling.ForcedTokens`). Everything after sampling
+        is the real path (detokenizer, stop strings, tool-call parser, API encoding), which is
+        what tests of tool calling need from a random-weight model that cannot choose to call."""
+        assert self._worker is not None
+        worker = self._worker
+        scripts = tuple(int(t) for t in token_ids)
+        await self.run_on_mlx_thread(
+            lambda: worker.scripts.setdefault(model_id, deque()).append(scripts)
+        )
 
     # ---- memory ------------------------------------------------------------------------
     def memory(self) -> MemoryStatus:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from salut_tui.engine.tools import active_tools, prefill, template_messages, template_tools
 from salut_tui.engine.types import GenerationRequest, ModelError
 
 
@@ -86,12 +87,18 @@ def encode_request(tokenizer: Any, request: GenerationRequest) -> list[int]:
     """Prompt token ids; raises ModelError 400 when the template rejects the messages."""
     if request.messages is not None:
         messages = plain_messages(request.messages)
+        tools = active_tools(tokenizer, request.model, request.tools)  # 400 if it cannot
         if not getattr(tokenizer, "has_chat_template", False):
             # A base model without a template: a plain transcript ending where the answer goes.
             text = "".join(f"{m.get('role', 'user')}: {m['content']}\n" for m in messages)
             return list(tokenizer.encode(text + "assistant:"))
+        extra = {"tools": template_tools(tools)} if tools is not None else {}
         try:
-            return list(tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+            ids = list(
+                tokenizer.apply_chat_template(
+                    template_messages(messages), add_generation_prompt=True, **extra
+                )
+            )
         except Exception as exc:  # jinja raises for roles or orders a template does not accept
             raise ModelError(
                 f"the model's chat template rejected the messages: {exc}",
@@ -99,4 +106,8 @@ def encode_request(tokenizer: Any, request: GenerationRequest) -> list[int]:
                 code="invalid_messages",
                 param="messages",
             ) from exc
+        forced = prefill(tokenizer, tools)  # tool_choice required / named: the call's opening
+        if forced:
+            ids += tokenizer.encode(forced, add_special_tokens=False)
+        return ids
     return list(tokenizer.encode(request.prompt or ""))

@@ -50,3 +50,20 @@ def build_logits_processors(params: SamplingParams) -> list[LogitsProcessor]:
     if params.repetition_penalty == 1.0:
         return []
     return make_logits_processors(repetition_penalty=params.repetition_penalty)
+
+
+class ForcedTokens:
+    """A logits processor that makes the model produce exactly `tokens`, then the last one
+    forever (an end-of-sequence token ends it first). It drives the real decoding, detokenizing
+    and tool-call parsing with a scripted answer: `Engine.script_next`, for tests and demos."""
+
+    def __init__(self, tokens: tuple[int, ...]) -> None:
+        self._tokens = tokens
+        self._at = 0
+
+    def __call__(self, context: mx.array, logits: mx.array) -> mx.array:
+        token = self._tokens[min(self._at, len(self._tokens) - 1)]
+        self._at += 1
+        wanted = mx.arange(logits.shape[-1]) == token
+        mask = mx.where(wanted, mx.array(0.0, logits.dtype), mx.array(-mx.inf, logits.dtype))
+        return mx.broadcast_to(mask, logits.shape)

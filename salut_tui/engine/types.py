@@ -20,7 +20,9 @@ from salut_tui.engine.sampling_contract import (
     TOP_P,
 )
 
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+# "tool_calls": the answer is one or more tool calls (the model stopped after them).
+FinishReason = Literal["stop", "length", "cancelled", "error", "tool_calls"]
+ToolChoiceMode = Literal["auto", "none", "required", "function"]
 
 _ids = itertools.count(1)
 
@@ -43,6 +45,20 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """The tools a chat request offers (OpenAI `tools`, `tool_choice`, `parallel_tool_calls`).
+
+    `tools` are OpenAI tool objects as sent (`{"type": "function", "function": {...}}`), handed to
+    the chat template as they are. `choice` "function" names one tool in `function`.
+    """
+
+    tools: tuple[dict, ...]
+    choice: ToolChoiceMode = "auto"
+    function: str | None = None
+    parallel: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One generation. Exactly one of `messages` (chat) or `prompt` (text completion) is set."""
 
@@ -62,6 +78,10 @@ class GenerationRequest:
     keep_alive: float | None = None
     # `response_format` json_object / json_schema: the output is constrained to that JSON.
     constraint: JsonConstraint | None = None
+    tools: ToolSpec | None = None  # chat only
+    # Log-probabilities: None off; n >= 0: each token's logprob with its n most likely
+    # alternatives (OpenAI `logprobs: true` + `top_logprobs: n`, or completions' `logprobs: n`).
+    logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +95,40 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One sampled token's log-probability and the most likely alternatives at its position."""
+
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     """A piece of generated text (may be empty while a stop string is being held back)."""
 
     text: str
     token_id: int | None = None
+    logprob: TokenLogprob | None = None  # set when the request asked for logprobs
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One complete tool call the model made, parsed by the model's mlx-lm tool parser.
+
+    `arguments` is a JSON string (as OpenAI sends it); `index` counts calls within the answer.
+    """
+
+    index: int
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +184,7 @@ class Error:
         }
 
 
-Chunk = Token | Finish | Error
+Chunk = Token | ToolCall | Finish | Error
 
 
 class OpenAIError(Exception):

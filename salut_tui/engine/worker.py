@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +33,11 @@ from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.commands import Call, Cancel, Command, Load, Sink, Stop, Submit, Unload
 from salut_tui.engine.loader import LoadedModel, LoadedModelInfo, Progress, load_with_progress
+from salut_tui.engine.output import LogprobReader, OutputStream
 from salut_tui.engine.prefix_cache import PrefixCache
-from salut_tui.engine.sampling import build_logits_processors, build_sampler
+from salut_tui.engine.sampling import ForcedTokens, build_logits_processors, build_sampler
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
+from salut_tui.engine.tools import ToolCallStream, active_tools, prefill
 from salut_tui.engine.types import Error, Finish, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -54,7 +56,7 @@ class _Active:
     request: GenerationRequest
     sink: Sink
     uid: int
-    text: TextStream
+    text: OutputStream
     started: bool = False
 
 
@@ -76,6 +78,9 @@ class Worker:
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._models: dict[str, _Model] = {}
         self._by_key: dict[int, _Active] = {}
+        # Scripted answers (Engine.script_next): token ids the next request on a model must
+        # produce. Only this thread touches it.
+        self.scripts: dict[str, deque[tuple[int, ...]]] = {}
         self._outbox: list[tuple[Sink, Any]] = []
         self._thread = threading.Thread(target=self._run, name="salut-mlx", daemon=True)
         self._running = True
@@ -233,8 +238,8 @@ class Worker:
             # None selects the generator's shared greedy sampler (one batched argmax).
             samplers=[build_sampler(request.sampling)],  # type: ignore[list-item]
             # Sampling's processors, then the response_format mask: last, so that nothing
-            # after it can lift a forbidden token's -inf.
-            logits_processors=[[*build_logits_processors(request.sampling), *command.processors]],
+            # after it can lift a forbidden token's -inf (a scripted answer replaces them all).
+            logits_processors=[self._logits_processors(model, request, command.processors)],
         )
         self.cached_prompt_tokens += len(prompt) - len(rest)
         tokenizer = model.loaded.tokenizer
@@ -245,7 +250,7 @@ class Worker:
         else:
             detokenizer = tokenizer.detokenizer
         text = TextStream(detokenizer, request.sampling.stop, len(prompt))
-        active = _Active(key, request, sink, uid, text)
+        active = _Active(key, request, sink, uid, _output(model.loaded.tokenizer, request, text))
         model.by_uid[uid] = active
         self._by_key[key] = active
 
@@ -284,7 +289,7 @@ class Worker:
             if not active.started:
                 active.started = True
                 self._emit(active.sink, STARTED)
-            self._on_token(model, active, response.token, response.finish_reason)
+            self._on_token(model, active, response.token, response.logprobs, response.finish_reason)
             if response.finish_reason is not None:
                 model.prefixes.remember(response.all_tokens, response.prompt_cache)
         if produced:
@@ -293,17 +298,29 @@ class Worker:
             with self.steps_lock:
                 self.steps.append((now, now - began, produced))
 
-    def _on_token(self, model: _Model, active: _Active, token: int, reason: str | None) -> None:
-        chunk, ended = active.text.step(token, reason)
-        if chunk is not None:
+    def _on_token(
+        self, model: _Model, active: _Active, token: int, logprobs: Any, reason: str | None
+    ) -> None:
+        chunks, ended = active.text.step(token, logprobs, reason)
+        for chunk in chunks:
             self._emit(active.sink, chunk)
         if ended is None:
             return
-        if reason is None:  # a stop string ended it before mlx-lm did: take it out of the batch
+        if reason is None:  # a stop string (or a single tool call) ended it before mlx-lm did
             kept = model.generator.remove([active.uid], return_prompt_caches=True)
             cache, tokens = kept.get(active.uid, (None, None))
             model.prefixes.remember(tokens, cache)
         self._finish(active, Finish(ended, active.text.usage))
+
+    def _logits_processors(
+        self, model: _Model, request: GenerationRequest, constraint: Sequence[Any]
+    ) -> list:
+        processors = [*build_logits_processors(request.sampling), *constraint]
+        scripts = self.scripts.get(request.model)
+        if scripts:
+            eos = min(model.loaded.tokenizer.eos_token_ids)
+            processors = [ForcedTokens((*scripts.popleft(), eos))]
+        return processors
 
     def _reset_generator(self, model: _Model, final: Error) -> None:
         for active in list(model.by_uid.values()):
@@ -367,3 +384,14 @@ class Worker:
 def _deliver(batch: list[tuple[Sink, Any]]) -> None:
     for sink, item in batch:
         sink(item)
+
+
+def _output(tokenizer: Any, request: GenerationRequest, text: TextStream) -> OutputStream:
+    """The request's output: tool calls parsed when it offers tools, logprobs when asked."""
+    tools = None
+    if request.messages is not None:
+        spec = active_tools(tokenizer, request.model, request.tools)  # checked when encoding
+        if spec is not None and spec.choice != "none":
+            tools = ToolCallStream(tokenizer, spec, prefill(tokenizer, spec))
+    reader = LogprobReader(tokenizer, request.logprobs) if request.logprobs is not None else None
+    return OutputStream(text, tools, reader)
