@@ -43,7 +43,7 @@ async def with_stream_events(
                 events.publish(
                     StreamTokensReceived(request.request_id, chunk.text, completion_tokens)
                 )
-            else:
+            elif isinstance(chunk, Finish | Error):
                 finish = chunk
             yield chunk
     finally:

@@ -10,19 +10,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
+from typing import Protocol
 
 from aiohttp import web
 
-from salut_tui.api.adapters import Completion, Dialect, StreamEncoder
+from salut_tui.api.adapters import Collected, Completion, StreamEncoder
 from salut_tui.api.auth import bearer_token
 from salut_tui.api.errors import response_for
 from salut_tui.api.metrics import MODEL_KEY, ApiMetrics, metrics_response
 from salut_tui.api.schemas import ChatCompletionBody, CompletionBody, parse_body
 from salut_tui.api.serving import ServingNode
 from salut_tui.engine import errors
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, OpenAIError, Token
+from salut_tui.engine.types import (
+    Chunk,
+    Error,
+    Finish,
+    GenerationRequest,
+    OpenAIError,
+    Token,
+    ToolCall,
+)
 from salut_tui.views import ModelInfo, to_json
 
 log = logging.getLogger(__name__)
@@ -37,6 +46,26 @@ SSE_HEADERS = {
 }
 
 routes = web.RouteTableDef()
+
+
+class Encoder(Protocol):
+    """Streams one generation's chunks as SSE bytes (adapters.StreamEncoder, responses.py)."""
+
+    finished: bool
+
+    def opening(self) -> bytes: ...
+
+    def encode(self, chunk: Chunk) -> bytes: ...
+
+    def error(self, error: Error) -> bytes: ...
+
+
+class Collector(Protocol):
+    """Gathers one generation for a regular JSON answer (adapters.Collected, responses.py)."""
+
+    def add(self, chunk: Token | ToolCall) -> None: ...
+
+    def body(self, finish: Finish) -> dict: ...
 
 
 def _client_address(request: web.Request) -> str:
@@ -118,7 +147,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(ChatCompletionBody, await request.read())
     node = request.app[NODE]
     generation = _with_bearer(request, body.to_request(_client_address(request)))
-    return await _serve(request, node, generation, "chat", body.streaming, body.include_usage)
+    completion = Completion.new("chat", generation.model, generation.request_id)
+    logprobs = generation.logprobs is not None
+    return await serve(
+        request,
+        node,
+        generation,
+        body.streaming,
+        lambda: StreamEncoder(completion, include_usage=body.include_usage, logprobs=logprobs),
+        lambda: Collected(completion, logprobs=logprobs),
+    )
 
 
 @routes.post("/v1/completions")
@@ -126,7 +164,18 @@ async def completions(request: web.Request) -> web.StreamResponse:
     body = parse_body(CompletionBody, await request.read())
     node = request.app[NODE]
     generation = _with_bearer(request, body.to_request(_client_address(request)))
-    return await _serve(request, node, generation, "text", body.streaming, body.include_usage)
+    completion = Completion.new("text", generation.model, generation.request_id)
+    logprobs, echo = generation.logprobs is not None, body.prompt_text if body.echoing else ""
+    return await serve(
+        request,
+        node,
+        generation,
+        body.streaming,
+        lambda: StreamEncoder(
+            completion, include_usage=body.include_usage, logprobs=logprobs, echo=echo
+        ),
+        lambda: Collected(completion, logprobs=logprobs, echo=echo),
+    )
 
 
 def _with_bearer(request: web.Request, generation: GenerationRequest) -> GenerationRequest:
@@ -134,15 +183,15 @@ def _with_bearer(request: web.Request, generation: GenerationRequest) -> Generat
     return replace(generation, bearer=bearer_token(request.headers.get("Authorization")))
 
 
-async def _serve(
+async def serve(
     request: web.Request,
     node: ServingNode,
     generation: GenerationRequest,
-    dialect: Dialect,
     stream: bool,
-    include_usage: bool,
+    encoder: Callable[[], Encoder],
+    collector: Callable[[], Collector],
 ) -> web.StreamResponse:
-    completion = Completion.new(dialect, generation.model, generation.request_id)
+    """Run one generation and answer it as SSE (`encoder`) or one JSON body (`collector`)."""
     request[MODEL_KEY] = generation.model
     # Closing it is what cancels the generation (the metrics wrapper passes the close on).
     chunks = request.app[METRICS].watch(generation.model, node.generate(generation))
@@ -153,22 +202,21 @@ async def _serve(
         if isinstance(first, Error):
             return response_for(first)
         if stream:
-            return await _stream(request, completion, first, chunks, include_usage)
-        return await _collect(completion, first, chunks)
+            return await _stream(request, encoder(), first, chunks)
+        return await _collect(collector(), first, chunks)
     finally:
         await chunks.aclose()  # cancels the generation if it is still running
 
 
 async def _collect(
-    completion: Completion, first: Chunk, chunks: AsyncIterator[Chunk]
+    collected: Collector, first: Chunk, chunks: AsyncIterator[Chunk]
 ) -> web.Response:
-    parts: list[str] = []
     chunk: Chunk | None = first
     while chunk is not None:
-        if isinstance(chunk, Token):
-            parts.append(chunk.text)
+        if isinstance(chunk, Token | ToolCall):
+            collected.add(chunk)
         elif isinstance(chunk, Finish):
-            return web.json_response(completion.response("".join(parts), chunk))
+            return web.json_response(collected.body(chunk))
         else:
             return response_for(chunk)
         chunk = await anext(chunks, None)
@@ -176,15 +224,10 @@ async def _collect(
 
 
 async def _stream(
-    request: web.Request,
-    completion: Completion,
-    first: Chunk,
-    chunks: AsyncIterator[Chunk],
-    include_usage: bool,
+    request: web.Request, encoder: Encoder, first: Chunk, chunks: AsyncIterator[Chunk]
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
-    encoder = StreamEncoder(completion, include_usage=include_usage)
     try:
         await response.write(encoder.opening() + encoder.encode(first))
         async for chunk in chunks:

@@ -2,7 +2,8 @@
 
 Validation is strict on types (a string where a number belongs is a 400, not a silent cast) and
 lenient on presence: fields that clients send but Salut does not use (presence_penalty, user,
-tools, logit_bias, ...) are accepted and ignored. A body that fails becomes `RequestInvalid`,
+logit_bias, ...) are accepted and ignored; fields that would change the answer and cannot be
+honoured (`suffix`, `echo` with `logprobs`) are a 400, never silence. A body that fails becomes `RequestInvalid`,
 which names the offending field as the OpenAI `param`.
 
 `model` is required, as in OpenAI's API: a request without one is a 400 naming `model`, never
@@ -15,6 +16,13 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from salut_tui.api.tools import (
+    AssistantToolCall,
+    ToolChoiceField,
+    ToolChoiceInvalid,
+    ToolDef,
+    tool_spec,
+)
 from salut_tui.engine import errors
 from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.sampling_contract import (
@@ -27,8 +35,10 @@ from salut_tui.engine.sampling_contract import (
     NumberField,
 )
 from salut_tui.engine.stops import normalize_stops
-from salut_tui.engine.types import GenerationRequest, SamplingParams
+from salut_tui.engine.types import GenerationRequest, SamplingParams, ToolSpec
 from salut_tui.keepalive import parse_keep_alive
+
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound for top_logprobs
 
 MAX_MODEL_ID_LENGTH = 512  # longer than any hub id or local path a node serves
 
@@ -58,6 +68,9 @@ class ChatMessage(BaseModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[TextPart] | None = None
+    tool_calls: list[AssistantToolCall] | None = None  # an assistant's earlier calls
+    tool_call_id: str | None = None  # a tool result: which call it answers
+    name: str | None = None
 
     def text(self) -> str:
         """The content as one string; list content is its text parts joined in order."""
@@ -71,7 +84,14 @@ class ChatMessage(BaseModel):
         # Chat templates know system/user/assistant/tool; "developer" is OpenAI's newer name
         # for the system role and "function" the older name for tool results.
         role = {"developer": "system", "function": "tool"}.get(self.role, self.role)
-        return {"role": role, "content": self.text()}
+        message: dict = {"role": role, "content": self.text()}
+        if self.tool_calls:
+            message["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id is not None:
+            message["tool_call_id"] = self.tool_call_id
+        if self.name is not None and role == "tool":
+            message["name"] = self.name
+        return message
 
 
 class JsonSchemaFormat(BaseModel):
@@ -220,6 +240,27 @@ class _SamplingBody(BaseModel):
 
 class ChatCompletionBody(_SamplingBody):
     messages: list[ChatMessage] = Field(min_length=1)
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoiceField | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+
+    def logprobs_wanted(self) -> int | None:
+        if self.top_logprobs is not None and not self.logprobs:
+            raise RequestInvalid(
+                "Invalid value for 'top_logprobs': it needs 'logprobs' set to true.",
+                "top_logprobs",
+            )
+        return (self.top_logprobs or 0) if self.logprobs else None
+
+    def tool_spec(self) -> ToolSpec | None:
+        try:
+            return tool_spec(self.tools, self.tool_choice, self.parallel_tool_calls)
+        except ToolChoiceInvalid as exc:
+            raise RequestInvalid(
+                f"Invalid value for 'tool_choice': {exc}.", "tool_choice"
+            ) from None
 
     def to_request(self, client: str) -> GenerationRequest:
         return GenerationRequest(
@@ -229,11 +270,37 @@ class ChatCompletionBody(_SamplingBody):
             client=client,
             keep_alive=self.keep_alive_seconds(),
             constraint=self.constraint(),
+            tools=self.tool_spec(),
+            logprobs=self.logprobs_wanted(),
         )
 
 
 class CompletionBody(_SamplingBody):
     prompt: str | list[str]
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    echo: bool | None = None
+    suffix: str | None = None
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, value: str | None) -> str | None:
+        if value:  # fill-in-the-middle needs model-specific tokens Salut does not know
+            raise ValueError("suffix (fill-in-the-middle) is not supported by Salut")
+        return value
+
+    @property
+    def echoing(self) -> bool:
+        if self.echo and self.logprobs is not None:
+            raise RequestInvalid(
+                "Invalid value for 'echo': echo with logprobs (the prompt's log-probabilities) "
+                "is not supported by Salut; send one or the other.",
+                "echo",
+            )
+        return bool(self.echo)
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
 
     @field_validator("prompt")
     @classmethod
@@ -243,14 +310,14 @@ class CompletionBody(_SamplingBody):
         return value
 
     def to_request(self, client: str) -> GenerationRequest:
-        prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
         return GenerationRequest(
             model=self.model,
-            prompt=prompt,
+            prompt=self.prompt_text,
             sampling=self.sampling(),
             client=client,
             keep_alive=self.keep_alive_seconds(),
             constraint=self.constraint(),
+            logprobs=self.logprobs,
         )
 
 

@@ -14,6 +14,10 @@ from salut_tui.engine.types import (
     GenerationRequest,
     SamplingParams,
     Token,
+    TokenLogprob,
+    ToolCall,
+    ToolSpec,
+    TopLogprob,
     Usage,
 )
 
@@ -23,7 +27,35 @@ def request_to_json(request: GenerationRequest) -> dict:
     body["sampling"]["stop"] = list(request.sampling.stop)
     if request.messages is not None:
         body["messages"] = list(request.messages)
+    if request.tools is not None:
+        body["tools"]["tools"] = list(request.tools.tools)
     return body
+
+
+def tools_from_json(body: object) -> ToolSpec | None:
+    """A peer's tool spec, checked for shape (the serving node's template does the rest)."""
+    if body is None:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("tools"), list):
+        raise ValueError("tools must be an object with a list of tools")
+    choice = body.get("choice", "auto")
+    if choice not in ("auto", "none", "required", "function"):
+        raise ValueError(f"unknown tool choice {choice!r}")
+    function = body.get("function")
+    return ToolSpec(
+        tuple(dict(t) for t in body["tools"]),
+        choice,
+        str(function) if function is not None else None,
+        bool(body.get("parallel", True)),
+    )
+
+
+def logprobs_from_json(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+        raise ValueError("logprobs must be an integer between 0 and 20")
+    return value
 
 
 def sampling_from_json(body: object) -> SamplingParams:
@@ -50,6 +82,8 @@ def request_from_json(body: dict) -> GenerationRequest:
         bearer=str(body["bearer"]) if body.get("bearer") is not None else None,
         keep_alive=_keep_alive(body.get("keep_alive")),
         constraint=JsonConstraint.from_json(body.get("constraint")),
+        tools=tools_from_json(body.get("tools")),
+        logprobs=logprobs_from_json(body.get("logprobs")),
     )
 
 
@@ -64,6 +98,11 @@ def _keep_alive(value: object) -> float | None:
 def chunk_to_bytes(chunk: Chunk) -> bytes:
     if isinstance(chunk, Token):
         body: dict = {"t": chunk.text, "i": chunk.token_id}
+        if chunk.logprob is not None:
+            lp = chunk.logprob
+            body["l"] = [lp.token, lp.logprob, [[t.token, t.logprob] for t in lp.top]]
+    elif isinstance(chunk, ToolCall):
+        body = {"tc": [chunk.index, chunk.id, chunk.name, chunk.arguments]}
     elif isinstance(chunk, Finish):
         body = {
             "f": chunk.reason,
@@ -78,7 +117,10 @@ def chunk_to_bytes(chunk: Chunk) -> bytes:
 def chunk_from_bytes(data: bytes) -> Chunk:
     body = json.loads(data)
     if "t" in body:
-        return Token(body["t"], body.get("i"))
+        return Token(body["t"], body.get("i"), _logprob(body.get("l")))
+    if "tc" in body:
+        index, call_id, name, arguments = body["tc"]
+        return ToolCall(int(index), str(call_id), str(name), str(arguments))
     if "f" in body:
         return Finish(body["f"], Usage(body["p"], body["c"]))
     return error_from_json(body["e"])
@@ -94,4 +136,13 @@ def error_from_json(body: dict) -> Error:
         status=int(body.get("status", 502)),
         param=str(body["param"]) if body.get("param") is not None else None,
         retry_after=int(retry_after) if retry_after is not None else None,
+    )
+
+
+def _logprob(body: list | None) -> TokenLogprob | None:
+    if body is None:
+        return None
+    token, logprob, top = body
+    return TokenLogprob(
+        str(token), float(logprob), tuple(TopLogprob(str(t), float(v)) for t, v in top)
     )

@@ -10,7 +10,7 @@ tool calls come as `ToolCall` chunks right after the token that completed them.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import mlx.core as mx
 
@@ -40,10 +40,11 @@ class LogprobReader:
         top: tuple[TopLogprob, ...] = ()
         if self._top > 0:
             ids = mx.argpartition(-logprobs, kth=self._top - 1)[: self._top]
-            values = logprobs[ids]
-            ranked = sorted(zip(ids.tolist(), values.tolist(), strict=True), key=lambda p: -p[1])
+            id_list = cast(list[int], ids.tolist())
+            values = cast(list[float], logprobs[ids].tolist())
+            ranked = sorted(zip(id_list, values, strict=True), key=lambda p: -p[1])
             top = tuple(TopLogprob(self._text(i), _finite(v)) for i, v in ranked)
-        return TokenLogprob(self._text(token), _finite(logprobs[token].item()), top)
+        return TokenLogprob(self._text(token), _finite(cast(float, logprobs[token].item())), top)
 
 
 class OutputStream:
@@ -66,9 +67,14 @@ class OutputStream:
     ) -> tuple[list[Chunk], FinishReason | None]:
         """The chunks for one sampled token, and the finish reason when the request ends."""
         piece, ended = self.text.step(token, reason)
-        if piece is not None and self.logprobs is not None and piece.token_id is not None:
-            if logprobs is not None:
-                piece = Token(piece.text, piece.token_id, self.logprobs.read(token, logprobs))
+        reader = self.logprobs
+        if (
+            piece is not None
+            and piece.token_id is not None
+            and reader is not None
+            and logprobs is not None
+        ):
+            piece = Token(piece.text, piece.token_id, reader.read(token, logprobs))
         if self.tools is None:
             return ([piece] if piece is not None else []), ended
         chunks: list[Chunk] = []

@@ -159,9 +159,8 @@ class ToolCallStream:
         step = self._take([(current, held)])
         if self._in_call:
             step.text += self._close_call(step.calls)
-        if step.calls or self.calls:
-            if reason == "stop":
-                reason = "tool_calls"
+        if (step.calls or self.calls) and reason == "stop":
+            reason = "tool_calls"
         return step, reason
 
     def _take(self, segments: list[tuple[str | None, str]]) -> ToolStep:
