@@ -20,6 +20,8 @@ from salut_tui.api.adapters import Collected, Completion, StreamEncoder
 from salut_tui.api.auth import bearer_token
 from salut_tui.api.errors import response_for
 from salut_tui.api.metrics import MODEL_KEY, ApiMetrics, metrics_response
+from salut_tui.api.responses import ResponseCollector, ResponseEventEncoder, ResponseMeta
+from salut_tui.api.responses_schema import ResponsesBody
 from salut_tui.api.schemas import ChatCompletionBody, CompletionBody, parse_body
 from salut_tui.api.serving import ServingNode
 from salut_tui.engine import errors
@@ -51,7 +53,8 @@ routes = web.RouteTableDef()
 class Encoder(Protocol):
     """Streams one generation's chunks as SSE bytes (adapters.StreamEncoder, responses.py)."""
 
-    finished: bool
+    @property
+    def finished(self) -> bool: ...
 
     def opening(self) -> bytes: ...
 
@@ -176,6 +179,40 @@ async def completions(request: web.Request) -> web.StreamResponse:
         ),
         lambda: Collected(completion, logprobs=logprobs, echo=echo),
     )
+
+
+@routes.post("/v1/responses")
+async def responses(request: web.Request) -> web.StreamResponse:
+    """The Responses API, stateless: see responses.py (output) and responses_schema.py (input)."""
+    body = parse_body(ResponsesBody, await request.read())
+    node = request.app[NODE]
+    generation = _with_bearer(request, body.to_request(_client_address(request)))
+    meta = ResponseMeta.new(
+        generation.request_id,
+        generation.model,
+        instructions=body.instructions,
+        max_output_tokens=body.max_output_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        tools=tuple(t.model_dump(exclude_none=True) for t in body.tools or ()),
+        tool_choice=_echoed_choice(body),
+        parallel_tool_calls=body.parallel_tool_calls is not False,
+    )
+    return await serve(
+        request,
+        node,
+        generation,
+        body.streaming,
+        lambda: ResponseEventEncoder(meta),
+        lambda: ResponseCollector(meta),
+    )
+
+
+def _echoed_choice(body: ResponsesBody) -> str | dict:
+    choice = body.tool_choice
+    if choice is None:
+        return "auto"
+    return choice if isinstance(choice, str) else choice.model_dump()
 
 
 def _with_bearer(request: web.Request, generation: GenerationRequest) -> GenerationRequest:
