@@ -15,8 +15,16 @@ from typing import Any, cast
 import mlx.core as mx
 
 from salut_tui.engine.text_stream import TextStream
-from salut_tui.engine.tools import ToolCallStream
-from salut_tui.engine.types import Chunk, FinishReason, Token, TokenLogprob, TopLogprob, Usage
+from salut_tui.engine.tools import ToolCallStream, active_tools, prefill
+from salut_tui.engine.types import (
+    Chunk,
+    FinishReason,
+    GenerationRequest,
+    Token,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
 
 # What OpenAI reports for a token the model gave no chance at all (JSON has no -Infinity).
 LOGPROB_FLOOR = -9999.0
@@ -91,3 +99,14 @@ class OutputStream:
             chunks.append(Token(text))
         chunks.extend(calls)
         return chunks, ended
+
+
+def request_output(tokenizer: Any, request: GenerationRequest, text: TextStream) -> OutputStream:
+    """The request's output: tool calls parsed when it offers tools, logprobs when asked."""
+    tools = None
+    if request.messages is not None:
+        spec = active_tools(tokenizer, request.model, request.tools)  # checked when encoding
+        if spec is not None and spec.choice != "none":
+            tools = ToolCallStream(tokenizer, spec, prefill(tokenizer, spec))
+    reader = LogprobReader(tokenizer, request.logprobs) if request.logprobs is not None else None
+    return OutputStream(text, tools, reader)

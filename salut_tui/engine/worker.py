@@ -33,11 +33,10 @@ from salut_tui.config import Settings
 from salut_tui.engine import errors
 from salut_tui.engine.commands import Call, Cancel, Command, Load, Sink, Stop, Submit, Unload
 from salut_tui.engine.loader import LoadedModel, LoadedModelInfo, Progress, load_with_progress
-from salut_tui.engine.output import LogprobReader, OutputStream
+from salut_tui.engine.output import OutputStream, request_output
 from salut_tui.engine.prefix_cache import PrefixCache
 from salut_tui.engine.sampling import ForcedTokens, build_logits_processors, build_sampler
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
-from salut_tui.engine.tools import ToolCallStream, active_tools, prefill
 from salut_tui.engine.types import Error, Finish, GenerationRequest
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,7 @@ class _Active:
     request: GenerationRequest
     sink: Sink
     uid: int
-    text: OutputStream
+    output: OutputStream
     started: bool = False
 
 
@@ -250,7 +249,9 @@ class Worker:
         else:
             detokenizer = tokenizer.detokenizer
         text = TextStream(detokenizer, request.sampling.stop, len(prompt))
-        active = _Active(key, request, sink, uid, _output(model.loaded.tokenizer, request, text))
+        active = _Active(
+            key, request, sink, uid, request_output(model.loaded.tokenizer, request, text)
+        )
         model.by_uid[uid] = active
         self._by_key[key] = active
 
@@ -261,7 +262,7 @@ class Worker:
         model = self._models.get(active.request.model)
         if model is not None:
             model.generator.remove([active.uid])
-        self._finish(active, Finish("cancelled", active.text.usage))
+        self._finish(active, Finish("cancelled", active.output.usage))
 
     def _step(self, model_id: str, model: _Model) -> None:
         try:
@@ -301,7 +302,7 @@ class Worker:
     def _on_token(
         self, model: _Model, active: _Active, token: int, logprobs: Any, reason: str | None
     ) -> None:
-        chunks, ended = active.text.step(token, logprobs, reason)
+        chunks, ended = active.output.step(token, logprobs, reason)
         for chunk in chunks:
             self._emit(active.sink, chunk)
         if ended is None:
@@ -310,7 +311,7 @@ class Worker:
             kept = model.generator.remove([active.uid], return_prompt_caches=True)
             cache, tokens = kept.get(active.uid, (None, None))
             model.prefixes.remember(tokens, cache)
-        self._finish(active, Finish(ended, active.text.usage))
+        self._finish(active, Finish(ended, active.output.usage))
 
     def _logits_processors(
         self, model: _Model, request: GenerationRequest, constraint: Sequence[Any]
@@ -384,14 +385,3 @@ class Worker:
 def _deliver(batch: list[tuple[Sink, Any]]) -> None:
     for sink, item in batch:
         sink(item)
-
-
-def _output(tokenizer: Any, request: GenerationRequest, text: TextStream) -> OutputStream:
-    """The request's output: tool calls parsed when it offers tools, logprobs when asked."""
-    tools = None
-    if request.messages is not None:
-        spec = active_tools(tokenizer, request.model, request.tools)  # checked when encoding
-        if spec is not None and spec.choice != "none":
-            tools = ToolCallStream(tokenizer, spec, prefill(tokenizer, spec))
-    reader = LogprobReader(tokenizer, request.logprobs) if request.logprobs is not None else None
-    return OutputStream(text, tools, reader)
