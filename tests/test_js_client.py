@@ -1,4 +1,5 @@
-"""The official `openai` JS client against a live node: a tool loop and streaming.
+"""The official `openai` JS client against a live node: a tool loop, streaming, and a streamed
+Responses API answer.
 
 Needs node and npm; the client is installed from tests/js/package.json (and its lock file) into
 tests/js/node_modules, as `.ci/run` does. Without node, npm or the package (no registry access),
@@ -46,7 +47,8 @@ async def test_js_client_tool_loop_and_streaming(
         pytest.skip(reason)
     node = await live_node(tmp_path, tiny_tool_model_path, tiny_tool_model_id)
     try:
-        for answer in ("Let me look." + CALL, "Sunny, 21 degrees.", CALL, CALL):
+        answers = ("Let me look." + CALL, "Sunny, 21 degrees.", CALL, CALL, "x", "Bonjour!")
+        for answer in answers:
             await script(node, tiny_tool_model_id, answer)
         process = await asyncio.create_subprocess_exec(
             "node",
@@ -76,4 +78,9 @@ async def test_js_client_tool_loop_and_streaming(
     (helper,) = out["helper"]["calls"]
     assert out["helper"]["finish"] == "tool_calls"
     assert json.loads(helper["function"]["arguments"]) == {"city": "Paris"}
-    assert out["text"]["finish"] == "length" and out["text"]["content"]
+    assert out["text"] == {"content": "x", "finish": "stop"}
+    responses = out["responses"]
+    assert responses["kinds"][0] == "response.created"
+    assert responses["kinds"][-1] == "response.completed"
+    assert "response.output_text.delta" in responses["kinds"]
+    assert responses["deltas"] == responses["finalText"] == "Bonjour!"

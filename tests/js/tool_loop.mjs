@@ -55,4 +55,16 @@ for await (const chunk of text) {
 }
 out.text = { content, finish: textFinish };
 
+// 6. The Responses API, streamed: typed events.
+const events = await client.responses.create({ model, input: "Say hello.", temperature: 0, stream: true });
+const kinds = [];
+let deltas = "";
+let finalText = null;
+for await (const event of events) {
+  kinds.push(event.type);
+  if (event.type === "response.output_text.delta") deltas += event.delta;
+  if (event.type === "response.completed") finalText = event.response.output[0].content[0].text;
+}
+out.responses = { kinds, deltas, finalText };
+
 console.log(JSON.stringify(out));
