@@ -26,6 +26,7 @@ from salut_tui.engine.types import (
     GenerationRequest,
     SamplingParams,
     Token,
+    ToolSpec,
     new_request_id,
 )
 from salut_tui.shard.protocol import Cancel, ChunkOut, Fatal, Shutdown
@@ -166,6 +167,16 @@ def test_two_stage_pipeline_matches_one_node(llama4: Path, tmp_path: Path) -> No
         huge = completion("word " * 4000, 5)
         refused = cluster.generate([huge])[huge.request_id]
         assert isinstance(refused[-1], Error) and refused[-1].code == "context_length_exceeded"
+
+        # Log-probabilities are refused on a sharded model (rank 0 need not hold the logits),
+        # and tools on a model without a tool-call template, as on one node: never silence.
+        with_logprobs = replace(chat("Hello", 5), logprobs=2)
+        refused = cluster.generate([with_logprobs])[with_logprobs.request_id]
+        assert isinstance(refused[-1], Error) and refused[-1].code == "logprobs_not_supported"
+        tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
+        with_tools = replace(chat("Hello", 5), tools=ToolSpec((tool,)))
+        refused = cluster.generate([with_tools])[with_tools.request_id]
+        assert isinstance(refused[-1], Error) and refused[-1].code == "tools_not_supported"
 
         cluster.root.send(Shutdown())
         assert [wait_exit(r, EXIT_WITHIN_S) for r in cluster.runners] == [0, 0]

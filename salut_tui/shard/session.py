@@ -22,6 +22,7 @@ from mlx_lm.sample_utils import greedy_sampler
 
 from salut_tui.engine import errors
 from salut_tui.engine.loader import context_length
+from salut_tui.engine.output import OutputStream, request_output
 from salut_tui.engine.sampling import build_logits_processors, build_sampler
 from salut_tui.engine.text_stream import TextStream, continuation_detokenizer
 from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest
@@ -45,10 +46,11 @@ Emit = Callable[[str, Chunk], None]  # (request_id, chunk), rank 0 only
 
 @dataclass
 class _Text:
-    """Rank 0's view of one request: its text so far."""
+    """Rank 0's view of one request: its output so far (text, and tool calls when it offers
+    tools: the engine's OutputStream)."""
 
     request: GenerationRequest
-    text: TextStream
+    text: OutputStream
 
 
 class ShardSession:
@@ -100,6 +102,17 @@ class ShardSession:
         if request.constraint is not None:  # no grammar mask on the ranks yet: never ignore it
             self.emit(rid, errors.response_format_sharded(request.model))
             return
+        if request.logprobs is not None:  # rank 0 need not hold the last layers' logits
+            self.emit(
+                rid,
+                Error.of(
+                    400,
+                    f"log-probabilities are not supported on the sharded model '{self.model_id}'",
+                    code="logprobs_not_supported",
+                    param="logprobs",
+                ),
+            )
+            return
         sampling = request.sampling
         wanted = sampling.max_tokens or self.max_tokens_default
         seed = sampling.seed
@@ -123,7 +136,8 @@ class ShardSession:
             detokenizer = continuation_detokenizer(tokenizer)
         else:
             detokenizer = tokenizer.detokenizer
-        self.texts[rid] = _Text(request, TextStream(detokenizer, sampling.stop, len(prompt)))
+        text = TextStream(detokenizer, sampling.stop, len(prompt))
+        self.texts[rid] = _Text(request, request_output(tokenizer, request, text))
 
     def cancel(self, request_id: str) -> None:
         entry = self.texts.pop(request_id, None)
@@ -201,13 +215,13 @@ class ShardSession:
         entry = self.texts.get(rid)
         if entry is None:
             return
-        chunk, ended = entry.text.step(token, reason)
-        if chunk is not None:
+        chunks, ended = entry.text.step(token, None, reason)
+        for chunk in chunks:
             self.emit(rid, chunk)
         if ended is None:
             return
         del self.texts[rid]
-        if reason is None:  # a stop string ended it: every rank drops it before the next step
+        if reason is None:  # a stop string (or one tool call) ended it: every rank drops it
             self.pending.append(Remove(rid))
         self.emit(rid, Finish(ended, entry.text.usage))
 
