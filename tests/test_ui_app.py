@@ -15,11 +15,14 @@ from textual.widgets import DataTable, Input, ProgressBar, RichLog, Static, Text
 from salut_tui.config import Settings
 from salut_tui.node import Node
 from salut_tui.ui.app import SCREENS, SalutApp
+from salut_tui.ui.messages import LogPosted, NodeChanged
+from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.chat import ChatScreen
 from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.models import ModelsScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.state import LogEntry
 from salut_tui.ui.widgets.confirm import Confirm
 from tests.helpers import ui_until
 
@@ -104,6 +107,22 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
         assert isinstance(app.screen, ChatScreen)
         await pilot.press("f3")
         await ui_until(pilot, lambda: isinstance(app.screen, StreamsScreen))
+
+
+async def test_a_tick_event_or_log_line_after_the_screens_are_gone_draws_nothing(
+    node: Node,
+) -> None:
+    """The once-a-second tick, a node event and a log line can all arrive while the app closes,
+    after its screens are gone: each does nothing (it raised ScreenStackError, failing runs on
+    a loaded machine at random)."""
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ui_until(pilot, lambda: isinstance(app.screen, NodeScreen))
+    assert not app.screen_stack  # closed: what arrives now finds no screen
+    app._tick()
+    app.on_node_changed(NodeChanged("models"))
+    app.on_log_posted(LogPosted(LogEntry(0.0, logging.INFO, "INFO", "salut", "late line")))
+    assert app.state.logs[-1].message == "late line"  # kept for the log history all the same
 
 
 async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
