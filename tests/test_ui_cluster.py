@@ -9,6 +9,7 @@ limit show as one line; unpairing from A's Peers screen removes trust on both no
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from textual.pilot import Pilot
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from salut_tui.pairing.limiter import SourceLimiter
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import ConfirmUnpair, PeersScreen
@@ -84,6 +86,10 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
     port_a, port_b = free_port(), free_port()
     node_a = cluster_node(tmp_path, "alpha", port_a, port_b)
     node_b = cluster_node(tmp_path, "beta", port_b, port_a)
+    # A's back-off runs on a clock the test moves: B's 1 s wait must not end before B's retry
+    # reaches A, however loaded the machine is.
+    now = [time.monotonic()]
+    node_a.cluster.pairing.limiter = SourceLimiter(lambda: now[0])  # type: ignore[union-attr]
     app_a, app_b = SalutApp(node_a), SalutApp(node_b)
     async with app_a.run_test(size=(100, 30)) as pa, app_b.run_test(size=(80, 24)) as pb:
         both = [pa, pb]
@@ -126,8 +132,8 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         assert "2 failed attempt" in text_of(app_a, "#pair-limit")
 
         # Once B's wait is over, the right code pairs them.
+        now[0] += 1.0
         await ui_until(both, lambda: node_a.cluster.pairing_status().retry_after == 0)  # type: ignore[union-attr]
-        await pa.pause(0.1)  # pairing_status() rounds the wait to 0.1 s
         await join_with(pb, node_a, await show_code(pa))
         await ui_until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
         await ui_until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
