@@ -63,6 +63,18 @@ def long_answer(screen) -> None:
         screen.query_one(f"#sampling-{field}", Input).value = value
 
 
+async def show(pilot, key: str) -> None:  # type: ignore[no-untyped-def]
+    """Press a screen's key and wait until that screen is current and composed (a switch takes
+    a few loop turns, more on a busy machine)."""
+    mode = next(m for m, k, _title in SCREENS if k == key)
+    app = pilot.app
+    await pilot.press(key)
+    await ui_until(
+        pilot,
+        lambda: type(app.screen).__name__ == SCREEN_CLASSES[mode] and app.screen.is_mounted,
+    )
+
+
 @pytest.fixture(scope="module")
 def long_context_model(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model with a 16k context: greedy answers then run for thousands of tokens
@@ -128,8 +140,7 @@ async def test_a_tick_event_or_log_line_after_the_screens_are_gone_draws_nothing
 async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await pilot.pause()
+        await show(pilot, "2")
         screen = app.screen
         assert isinstance(screen, ModelsScreen)
         table = screen.query_one("#model-table", DataTable)
@@ -157,8 +168,7 @@ async def test_failed_load_is_a_message_not_a_traceback(
     node.settings.models = {**node.settings.models, "test/broken": str(broken)}
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await pilot.pause()
+        await show(pilot, "2")
         table = app.screen.query_one("#model-table", DataTable)
         table.move_cursor(row=table.get_row_index("test/broken"))
         await pilot.press("l")
@@ -208,8 +218,7 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
         await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
         screen.query_one("#sampling-temperature", Input).value = "0"
@@ -243,8 +252,7 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
 async def test_bad_sampling_value_is_reported(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         app.screen.query_one("#sampling-temperature", Input).value = "3"
         await pilot.press(*"hi", "ctrl+s")
         await pilot.pause()
@@ -255,8 +263,7 @@ async def test_bad_sampling_value_is_reported(node: Node, tiny_model_id: str) ->
 async def test_settings_saved_to_file_and_restart_announced(node: Node, tmp_path: Path) -> None:
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("7")
-        await pilot.pause()
+        await show(pilot, "7")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         screen.query_one("#set-node_name", Input).value = "kitchen-mac"
@@ -283,8 +290,7 @@ async def test_theme_files_are_selectable_and_saved(node: Node, tmp_path: Path) 
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
         assert {"salut-night", "salut-paper"} <= set(app.available_themes)
-        await pilot.press("7")
-        await pilot.pause()
+        await show(pilot, "7")
         from textual.widgets import Select
 
         app.screen.query_one("#set-theme", Select).value = "salut-paper"
@@ -301,8 +307,7 @@ async def test_logs_screen_filters_by_level(node: Node) -> None:
         logger = logging.getLogger("salut_tui.tests.ui")
         logger.info("an ordinary event")
         logger.warning("something to look at")
-        await pilot.press("8")
-        await pilot.pause()
+        await show(pilot, "8")
         screen = app.screen
         assert isinstance(screen, LogsScreen)
         view = screen.query_one("#log-view", RichLog)
@@ -323,8 +328,7 @@ async def test_quit_finishes_streams_and_unloads(node: Node, tiny_model_id: str)
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
         await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         long_answer(app.screen)
         await pilot.press(*"go on", "ctrl+s")
         await ui_until(pilot, lambda: node.stats().in_flight == 1)
