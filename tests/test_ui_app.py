@@ -15,11 +15,14 @@ from textual.widgets import DataTable, Input, ProgressBar, RichLog, Static, Text
 from salut_tui.config import Settings
 from salut_tui.node import Node
 from salut_tui.ui.app import SCREENS, SalutApp
+from salut_tui.ui.messages import LogPosted, NodeChanged
+from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.chat import ChatScreen
 from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.models import ModelsScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.state import LogEntry
 from salut_tui.ui.widgets.confirm import Confirm
 from tests.helpers import ui_until
 
@@ -58,6 +61,18 @@ def long_answer(screen) -> None:
     never picks its end token; the context caps it), long enough to be stopped half way."""
     for field, value in (("temperature", "0"), ("max_tokens", "16000")):
         screen.query_one(f"#sampling-{field}", Input).value = value
+
+
+async def show(pilot, key: str) -> None:  # type: ignore[no-untyped-def]
+    """Press a screen's key and wait until that screen is current and composed (a switch takes
+    a few loop turns, more on a busy machine)."""
+    mode = next(m for m, k, _title in SCREENS if k == key)
+    app = pilot.app
+    await pilot.press(key)
+    await ui_until(
+        pilot,
+        lambda: type(app.screen).__name__ == SCREEN_CLASSES[mode] and app.screen.is_mounted,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -106,11 +121,26 @@ async def test_every_screen_has_a_key_and_a_palette_command(node: Node) -> None:
         await ui_until(pilot, lambda: isinstance(app.screen, StreamsScreen))
 
 
+async def test_a_tick_event_or_log_line_after_the_screens_are_gone_draws_nothing(
+    node: Node,
+) -> None:
+    """The once-a-second tick, a node event and a log line can all arrive while the app closes,
+    after its screens are gone: each does nothing (it raised ScreenStackError, failing runs on
+    a loaded machine at random)."""
+    app = SalutApp(node, preload=[])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ui_until(pilot, lambda: isinstance(app.screen, NodeScreen))
+    assert not app.screen_stack  # closed: what arrives now finds no screen
+    app._tick()
+    app.on_node_changed(NodeChanged("models"))
+    app.on_log_posted(LogPosted(LogEntry(0.0, logging.INFO, "INFO", "salut", "late line")))
+    assert app.state.logs[-1].message == "late line"  # kept for the log history all the same
+
+
 async def test_load_model_progress_bar_finishes(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await pilot.pause()
+        await show(pilot, "2")
         screen = app.screen
         assert isinstance(screen, ModelsScreen)
         table = screen.query_one("#model-table", DataTable)
@@ -138,8 +168,7 @@ async def test_failed_load_is_a_message_not_a_traceback(
     node.settings.models = {**node.settings.models, "test/broken": str(broken)}
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("2")
-        await pilot.pause()
+        await show(pilot, "2")
         table = app.screen.query_one("#model-table", DataTable)
         table.move_cursor(row=table.get_row_index("test/broken"))
         await pilot.press("l")
@@ -189,8 +218,7 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
         await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         screen = app.screen
         assert isinstance(screen, ChatScreen)
         screen.query_one("#sampling-temperature", Input).value = "0"
@@ -224,8 +252,7 @@ async def test_chat_playground_answers_and_escape_stops(node: Node, tiny_model_i
 async def test_bad_sampling_value_is_reported(node: Node, tiny_model_id: str) -> None:
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         app.screen.query_one("#sampling-temperature", Input).value = "3"
         await pilot.press(*"hi", "ctrl+s")
         await pilot.pause()
@@ -236,8 +263,7 @@ async def test_bad_sampling_value_is_reported(node: Node, tiny_model_id: str) ->
 async def test_settings_saved_to_file_and_restart_announced(node: Node, tmp_path: Path) -> None:
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("7")
-        await pilot.pause()
+        await show(pilot, "7")
         screen = app.screen
         assert isinstance(screen, SettingsScreen)
         screen.query_one("#set-node_name", Input).value = "kitchen-mac"
@@ -264,8 +290,7 @@ async def test_theme_files_are_selectable_and_saved(node: Node, tmp_path: Path) 
     app = SalutApp(node, preload=[])
     async with app.run_test(size=(80, 24)) as pilot:
         assert {"salut-night", "salut-paper"} <= set(app.available_themes)
-        await pilot.press("7")
-        await pilot.pause()
+        await show(pilot, "7")
         from textual.widgets import Select
 
         app.screen.query_one("#set-theme", Select).value = "salut-paper"
@@ -282,8 +307,7 @@ async def test_logs_screen_filters_by_level(node: Node) -> None:
         logger = logging.getLogger("salut_tui.tests.ui")
         logger.info("an ordinary event")
         logger.warning("something to look at")
-        await pilot.press("8")
-        await pilot.pause()
+        await show(pilot, "8")
         screen = app.screen
         assert isinstance(screen, LogsScreen)
         view = screen.query_one("#log-view", RichLog)
@@ -304,8 +328,7 @@ async def test_quit_finishes_streams_and_unloads(node: Node, tiny_model_id: str)
     app = SalutApp(node, preload=[tiny_model_id])
     async with app.run_test(size=(80, 24)) as pilot:
         await ui_until(pilot, lambda: node.engine.is_loaded(tiny_model_id))
-        await pilot.press("4")
-        await pilot.pause()
+        await show(pilot, "4")
         long_answer(app.screen)
         await pilot.press(*"go on", "ctrl+s")
         await ui_until(pilot, lambda: node.stats().in_flight == 1)

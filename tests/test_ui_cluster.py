@@ -9,6 +9,7 @@ limit show as one line; unpairing from A's Peers screen removes trust on both no
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from textual.pilot import Pilot
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from salut_tui.pairing.limiter import SourceLimiter
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.screens.pairing import PairingScreen
 from salut_tui.ui.screens.peers import ConfirmUnpair, PeersScreen
@@ -51,7 +53,7 @@ def table_rows(app: SalutApp) -> list[str]:
 async def show_code(pilot: Pilot) -> str:
     """On A's Pairing screen: press c and read the code off the screen."""
     await pilot.press("c")
-    await pilot.pause()
+    await ui_until(pilot, lambda: CODE.search(text_of(pilot.app, "#pair-code")))  # type: ignore[arg-type]
     found = CODE.search(text_of(pilot.app, "#pair-code"))  # type: ignore[arg-type]
     assert found, text_of(pilot.app, "#pair-code")  # type: ignore[arg-type]
     return found.group(0)
@@ -68,8 +70,7 @@ async def join_with(pilot: Pilot, host: Node, code: str) -> None:
     options.focus()
     options.highlighted = options.get_option_index(host.cluster.node_id)  # type: ignore[union-attr]
     await pilot.press("enter")
-    await pilot.pause()
-    assert app.focused is screen.query_one("#pair-code-input", Input)
+    await ui_until(pilot, lambda: app.focused is screen.query_one("#pair-code-input", Input))
     screen.query_one("#pair-code-input", Input).value = ""
     screen.show_status("")
     await pilot.press(*code)
@@ -89,12 +90,17 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
     port_a, port_b = free_port(), free_port()
     node_a = cluster_node(tmp_path, "alpha", port_a, port_b)
     node_b = cluster_node(tmp_path, "beta", port_b, port_a)
+    # A's back-off runs on a clock the test moves: B's 1 s wait must not end before B's retry
+    # reaches A, however loaded the machine is.
+    now = [time.monotonic()]
+    node_a.cluster.pairing.limiter = SourceLimiter(lambda: now[0])  # type: ignore[union-attr]
     app_a, app_b = SalutApp(node_a), SalutApp(node_b)
     async with app_a.run_test(size=(100, 30)) as pa, app_b.run_test(size=(80, 24)) as pb:
         both = [pa, pb]
         await pa.press("6")
         await pb.press("6")
-        assert "No code shown" in text_of(app_a, "#pair-code")
+        await ui_until(both, lambda: "No code shown" in text_of(app_a, "#pair-code"))
+        await ui_until(both, lambda: isinstance(app_b.screen, PairingScreen))
         # B lists A among the discovered nodes (the listed address is polled every 2 s).
         a_id = node_a.cluster.node_id  # type: ignore[union-attr]
         b_id = node_b.cluster.node_id  # type: ignore[union-attr]
@@ -133,8 +139,8 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         assert "2 failed attempt" in text_of(app_a, "#pair-limit")
 
         # Once B's wait is over, the right code pairs them.
+        now[0] += 1.0
         await ui_until(both, lambda: node_a.cluster.pairing_status().retry_after == 0)  # type: ignore[union-attr]
-        await pa.pause(0.1)  # pairing_status() rounds the wait to 0.1 s
         await join_with(pb, node_a, await show_code(pa))
         await ui_until(both, lambda: "Paired with alpha" in text_of(app_b, "#pairing-status"))
         await ui_until(both, lambda: "Paired with beta" in text_of(app_a, "#pair-code"))
@@ -154,11 +160,12 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
 
         # Unpair from A's Peers screen: a confirmation, then trust is gone on both nodes.
         await pa.press("5")
-        assert b_id in text_of(app_a, "#peer-detail")  # paired peers come first: beta is selected
+        # Paired peers come first: beta is selected.
+        await ui_until(both, lambda: b_id in text_of(app_a, "#peer-detail"))
         await pa.press("u")
-        assert isinstance(app_a.screen, ConfirmUnpair)
+        await ui_until(both, lambda: isinstance(app_a.screen, ConfirmUnpair))
         await pa.press("y")
-        assert isinstance(app_a.screen, PeersScreen)
+        await ui_until(both, lambda: isinstance(app_a.screen, PeersScreen))
         await ui_until(both, lambda: "Unpaired beta" in text_of(app_a, "#peers-status"))
         await ui_until(
             both, lambda: not node_a.cluster.trust.all() and not node_b.cluster.trust.all()
@@ -183,8 +190,8 @@ async def test_pair_through_the_screens_then_unpair_from_peers(tmp_path: Path) -
         table = app_b.screen.query_one("#peer-table", DataTable)
         table.move_cursor(row=table.get_row_index(a_id))
         await pb.press("enter")
-        await pb.pause()
-        assert isinstance(app_b.screen, PairingScreen)
+        await ui_until(both, lambda: isinstance(app_b.screen, PairingScreen))
+        await ui_until(both, lambda: app_b.screen.is_mounted)
         assert app_b.screen.query_one("#pair-address", Input).value == f"127.0.0.1:{port_a}"
         assert app_b.focused is app_b.screen.query_one("#pair-code-input", Input)
 
@@ -196,16 +203,18 @@ async def test_solo_node_says_there_is_no_cluster(tmp_path: Path) -> None:
     app = SalutApp(Node(settings, config_path=tmp_path / "s.toml"))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("6")
-        assert "not running a cluster" in text_of(app, "#pairing-state")
+        await ui_until(pilot, lambda: "not running a cluster" in text_of(app, "#pairing-state"))
         assert not app.screen.query_one("#host-card").display
         await pilot.press("c")  # nothing to create a code on: no crash, no change
+        await pilot.pause()
         assert text_of(app, "#pairing-status") == ""
         await pilot.press("5")
-        assert "No peers" in text_of(app, "#peers-empty")
+        await ui_until(pilot, lambda: "No peers" in text_of(app, "#peers-empty"))
         await pilot.press("u")
+        await pilot.pause()
         assert isinstance(app.screen, PeersScreen)
         await pilot.press("1")
-        assert "runs on its own" in text_of(app, "#peers-summary")
+        await ui_until(pilot, lambda: "runs on its own" in text_of(app, "#peers-summary"))
 
 
 async def test_peer_drop_and_return_are_toasts_with_a_history(tmp_path: Path) -> None:

@@ -37,41 +37,47 @@ async def generate_remote(
     body = request_to_json(replace(request, forwarded=True))
     last_error: Error | None = None
     for name, get_link in candidates:
-        link = get_link()
-        if link is None or link.closed:
-            continue
-        started = False
-        try:
-            stream = await link.open(GENERATE, body)
-        except (LinkLost, ConnectionError):
-            continue
-        try:
-            async for payload in stream:
-                chunk = chunk_from_bytes(payload)
-                if not started and isinstance(chunk, Error):
-                    last_error = chunk  # failed before the first token: try the next peer
-                    break
-                started = started or isinstance(chunk, Token)
-                yield chunk
-            else:
-                return
-        except (LinkLost, ConnectionError):
-            if started:
-                yield Error(
-                    f"peer '{name}' went away in the middle of the response",
-                    code="peer_unreachable",
-                    status=502,
+        tried: list[PeerLink] = []  # this peer's links already lost under this request
+        while (link := get_link()) is not None and not link.closed and link not in tried:
+            # A link lost before the first token may have been replaced by a fresh one to the
+            # same peer (two links crossed, or it re-linked): that one gets the request too.
+            tried.append(link)
+            started = False
+            try:
+                stream = await link.open(GENERATE, body)
+            except (LinkLost, ConnectionError):
+                continue
+            try:
+                async for payload in stream:
+                    chunk = chunk_from_bytes(payload)
+                    if not started and isinstance(chunk, Error):
+                        last_error = chunk  # failed before the first token: try the next peer
+                        break
+                    started = started or isinstance(chunk, Token)
+                    yield chunk
+                else:
+                    return
+            except (LinkLost, ConnectionError):
+                if started:
+                    yield Error(
+                        f"peer '{name}' went away in the middle of the response",
+                        code="peer_unreachable",
+                        status=502,
+                    )
+                    return
+                last_error = Error(
+                    f"peer '{name}' is unreachable", code="peer_unreachable", status=502
                 )
-                return
-            last_error = Error(f"peer '{name}' is unreachable", code="peer_unreachable", status=502)
-        except RemoteError as exc:
-            error = error_from_json(exc.body)
-            if started:
-                yield error
-                return
-            last_error = error
-        finally:
-            await stream.aclose()
+                continue
+            except RemoteError as exc:
+                error = error_from_json(exc.body)
+                if started:
+                    yield error
+                    return
+                last_error = error
+            finally:
+                await stream.aclose()
+            break  # this peer answered with an error: the next one
     yield last_error or Error(
         f"no peer could serve the model '{request.model}'", code="peer_unreachable", status=503
     )

@@ -267,11 +267,7 @@ class SalutApp(App[int]):
     # ---- node events -------------------------------------------------------------------
     def on_node_changed(self, message: NodeChanged) -> None:
         self._bridge.handled(message.topic)
-        # The app is closing: screens are gone or being taken apart, and node.stop publishes
-        # peer and model events on the way out; a late event has nothing to draw on.
-        if not self.screen_stack or not self.is_running:
-            return
-        screen = self.screen
+        screen = self._live_screen()
         # A screen being pushed is current before its widgets exist: it draws on resume instead.
         if isinstance(screen, NodeScreen) and screen.is_mounted and message.topic in screen.TOPICS:
             screen.redraw({message.topic})
@@ -289,21 +285,26 @@ class SalutApp(App[int]):
 
     def on_log_posted(self, message: LogPosted) -> None:
         self.state.logs.append(message.entry)
-        if not self.screen_stack or not self.is_running:
-            return
-        screen = self.screen
+        screen = self._live_screen()
         if isinstance(screen, LogsScreen) and screen.is_mounted:  # else resume replays it
             screen.append(message.entry)
 
     def _tick(self) -> None:
         """Once a second: the title bar figures and whatever the current screen counts."""
-        if not self.screen_stack or not self.is_running:  # the app is closing
+        screen = self._live_screen()
+        if screen is None:  # the app is closing
             return
         self._sample()
-        screen = self.screen
         if isinstance(screen, NodeScreen) and screen.is_mounted:
             self.draw_title(screen)
             screen.tick()
+
+    def _live_screen(self) -> Screen | None:
+        """The current screen, or None once the app is closing: a timer tick, a node event
+        (node.stop publishes peer and model events on the way out) or a log line arriving while
+        the screens are taken apart (their widgets go first, so a redraw finds no `#hint`) or
+        after they are gone (ScreenStackError) has nothing to draw on."""
+        return self.screen if self.is_running and self.screen_stack else None
 
     def draw_title(self, screen: NodeScreen) -> None:
         stats = self.node.stats()
