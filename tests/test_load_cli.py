@@ -44,7 +44,6 @@ async def small_pair(tmp_path: Path, tiny_model_path: Path) -> AsyncIterator[tup
 
 
 def _limit(node: Node) -> int:
-    assert node.settings.memory_limit_gb is not None
     return int(node.settings.memory_limit_gb * GIB)
 
 
