@@ -115,6 +115,10 @@ class Settings(BaseModel):
     memory_headroom_gb: float = Field(1.0, ge=0)
     """Memory kept free when deciding whether a model fits; a load that would eat into it is
     refused unless forced."""
+    memory_limit_gb: float = Field(0.0, ge=0)
+    """The most memory this node lets its models take (0: all the machine has); what it
+    counts as free is capped by it less what its loaded models hold. For a node that shares the
+    machine, and for tests that need a small node."""
     theme: str = "textual-dark"
     """UI theme: a built-in Textual theme name or the name of a file in themes/."""
     mode: Literal["cluster", "client-only", "solo"] = "cluster"

@@ -93,8 +93,9 @@ def _runners(node: NodeProc) -> list[int]:
     return [int(p) for p in found.stdout.split()]
 
 
-def _load(a: NodeProc) -> None:
-    result = a.cli("shard", "load", "tiny", "--nodes", "B")
+def _load(a: NodeProc, alias: bool = False) -> None:
+    spelling = ["shard", "load", "tiny"] if alias else ["load", "tiny", "--shard"]
+    result = a.cli(*spelling, "--nodes", "B")
     assert result.returncode == 0, result.stderr + a.log_tail()
     assert "rank 0  A" in result.stdout and "rank 1  B" in result.stdout
     assert "Loaded tiny sharded over A, B" in result.stdout
@@ -167,7 +168,7 @@ def test_no_ring_socket_outside_loopback(lan: dict[str, NodeProc]) -> None:
 
 def test_unload_from_a_participant_ends_it_everywhere(lan: dict[str, NodeProc]) -> None:
     a, b = lan["A"], lan["B"]
-    result = b.cli("shard", "unload", "tiny")
+    result = b.cli("unload", "tiny")
     assert result.returncode == 0 and "every node" in result.stdout, result.stderr
     eventually(lambda: not _runners(a) and not _runners(b), 10, "runners gone")
     eventually(
@@ -178,7 +179,7 @@ def test_unload_from_a_participant_ends_it_everywhere(lan: dict[str, NodeProc]) 
 
 def test_an_unpaired_node_cannot_use_it(lan: dict[str, NodeProc]) -> None:
     a, c = lan["A"], lan["C"]
-    _load(a)
+    _load(a, alias=True)  # `salut shard load` still works
     assert "tiny" not in {m["id"] for m in c.get("/v1/models")["data"]}
     client = OpenAI(base_url=f"http://{c.address}/v1", api_key="unused", max_retries=0)
     with pytest.raises(Exception) as refused:

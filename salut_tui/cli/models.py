@@ -1,6 +1,9 @@
-"""`salut models`, `salut pull MODEL [--from PEER]`, `salut load MODEL [--on PEER]`,
+"""`salut models`, `salut pull MODEL [--from PEER]`, `salut load MODEL [--on PEER | --shard]`,
 `salut unload MODEL [--on PEER]`: models across the cluster, driven through a running node's
 control routes (`cluster/model_routes.py`), with progress bars drawn here.
+
+`--shard` (and an unload of a sharded model) goes to the shard commands (`cli/shard.py`). A whole
+load this node refuses for memory asks the node for a sharded plan and proposes it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from salut_tui.cli.cluster import _run, _target_options
+from salut_tui.cli import shard
+from salut_tui.cli.cluster import _call, _run, _target_options
 from salut_tui.cluster.control import (
     CONTROL_TOKEN_FILE,
     CommandError,
@@ -51,6 +55,11 @@ def add_model_subcommands(subparsers: argparse._SubParsersAction) -> None:
                 "--keep-alive", default=None, help="idle time before unload: 5m, 1h, -1 (kept)"
             )
             sub.add_argument("--force", action="store_true", help="load past the memory check")
+            sub.add_argument(
+                "--shard", action="store_true",
+                help="split it over this node and paired peers (prints the plan first)",
+            )  # fmt: skip
+            shard.add_split_options(sub)
             sub.set_defaults(func=cmd_load)
         else:
             sub.set_defaults(func=cmd_unload)
@@ -87,6 +96,16 @@ def cmd_pull(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    if args.shard:
+        if args.on:
+            print("salut load: --shard and --on do not go together", file=sys.stderr)
+            return 2
+        return shard.cmd_load(args, settings)
+    if args.nodes:
+        print("salut load: --nodes goes with --shard", file=sys.stderr)
+        return 2
+    refused = [False]  # refused for memory, with a sharded plan proposed instead
+
     def go() -> None:
         body = {"model": args.model, "on": args.on, "keep_alive": args.keep_alive,
                 "force": args.force}  # fmt: skip
@@ -104,14 +123,56 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 result = answer
         print(file=sys.stderr)
+        message = result.get("message") or "the load failed"
+        if not result.get("ok") and result.get("code") == "insufficient_memory" and not args.on:
+            plan = _sharded_plan(args, settings)
+            if plan is not None:  # the refusal first, then the plan that would fit
+                print(f"salut: {message}", file=sys.stderr, flush=True)
+                whole = sum(n["memory_bytes"] for n in plan["nodes"])
+                alone = [n["name"] for n in plan["nodes"][1:] if n["usable_bytes"] >= whole]
+                if alone:
+                    print(f"it fits whole on {alone[0]}: salut load {args.model} --on {alone[0]}")
+                print(f"{args.model} does not fit on this node, but it fits split:")
+                shard.print_plan(plan)
+                print(f"run again with --shard to load it split: salut load {args.model} --shard")
+                refused[0] = True
+                return
         if not result.get("ok"):
-            raise CommandError(result.get("message") or "the load failed")
+            raise CommandError(message)
         print(result["message"])
 
-    return _run(go)
+    code = _run(go)
+    return 1 if refused[0] else code
+
+
+def _sharded_plan(args: argparse.Namespace, settings: Settings) -> dict | None:
+    """The whole model does not fit here: the sharded plan over two or more nodes that fits
+    (the node's own placement answers), or None (no plan fits, or it would be this node alone)."""
+    try:
+        plan = _call(args, settings, "POST", "/shard/plan", {"model": args.model})
+    except CommandError:
+        return None  # no plan fits either (or no peers): the refusal alone says it
+    return plan if len(plan.get("nodes", [])) >= 2 else None
+
+
+def _is_sharded(args: argparse.Namespace, settings: Settings) -> bool:
+    """This node knows `args.model` as a sharded instance (coordinator or participant)."""
+    body = call_control(settings.data_path(), "GET", "/models", host=args.host, port=args.port)
+    return any(m["id"] == args.model and m.get("shard") for m in body["models"])
 
 
 def cmd_unload(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.on:
+        sharded = [False]
+
+        def look() -> None:
+            sharded[0] = _is_sharded(args, settings)
+
+        if _run(look) != 0:
+            return 1
+        if sharded[0]:  # end it on every node, from whichever node is asked
+            return shard.cmd_unload(args, settings)
+
     def go() -> None:
         result = call_control(
             settings.data_path(), "POST", "/models/unload", {"model": args.model, "on": args.on},

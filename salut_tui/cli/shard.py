@@ -1,4 +1,6 @@
-"""`salut shard load MODEL [--nodes A,B]` and `salut shard unload MODEL` against a running node.
+"""`salut load MODEL --shard [--nodes A,B] [--split tensor]` and `salut shard unload MODEL`
+against a running node (`salut load/unload` in `cli/models.py` come here for sharded models;
+`salut shard load/unload` stay as aliases).
 
 The plan comes first (which layers on which node, memory on each), then the load; the node that
 is asked becomes the coordinator. `unload` ends the sharded instance on every node, from any node.
@@ -22,19 +24,23 @@ def add_shard_subcommands(subparsers: argparse._SubParsersAction) -> None:
     _target_options(load)
     load.add_argument("model", metavar="ORG/NAME")
     load.set_defaults(shard=True)
-    load.add_argument(
-        "--nodes", default=None, metavar="NAME,NAME",
-        help="with --shard: exactly these peers (default: the fewest nodes it fits on)",
-    )  # fmt: skip
-    load.add_argument(
-        "--split", choices=["pipeline", "tensor"], default="pipeline",
-        help="with --shard: layer ranges per node (default), or tensor parallel",
-    )  # fmt: skip
+    add_split_options(load)
     load.set_defaults(func=cmd_load)
     unload = shard_sub.add_parser("unload", help="end a sharded model on every node")
     _target_options(unload)
     unload.add_argument("model", metavar="ORG/NAME")
     unload.set_defaults(func=cmd_unload)
+
+
+def add_split_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nodes", default=None, metavar="NAME,NAME",
+        help="with --shard: exactly these peers (default: the fewest nodes it fits on)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--split", choices=["pipeline", "tensor"], default="pipeline",
+        help="with --shard: layer ranges per node (default), or tensor parallel",
+    )  # fmt: skip
 
 
 def print_plan(plan: dict) -> None:

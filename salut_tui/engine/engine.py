@@ -27,6 +27,7 @@ from salut_tui.engine.memory import (
     estimate_model_bytes,
     memory_status,
     read_metal_memory,
+    within_limit,
     within_metal,
 )
 from salut_tui.engine.registry import ModelRegistry
@@ -249,7 +250,13 @@ class Engine:
         ):
             self._metal_pending = True
             self._worker.call(read_metal_memory).add_done_callback(self._metal_read)
-        return within_metal(memory_status(), self._metal)
+        return self._memory_now()
+
+    def _memory_now(self) -> MemoryStatus:
+        limit = self.settings.memory_limit_gb
+        used = sum(m.memory_bytes for m in self._models.values())
+        capped = within_metal(memory_status(), self._metal)
+        return within_limit(capped, int(limit * GIB) if limit else None, used)
 
     def _metal_read(self, future: Any) -> None:  # on the MLX thread: plain assignments only
         if not future.cancelled() and future.exception() is None:
@@ -333,7 +340,7 @@ class Engine:
         return info
 
     def _check_fits(self, model_id: str, needed: int, force: bool) -> None:
-        memory = within_metal(memory_status(), self._metal)
+        memory = self._memory_now()
         budget = memory.available - int(self.settings.memory_headroom_gb * GIB)
         if needed > budget and not force:
             raise ModelError(

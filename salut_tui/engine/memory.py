@@ -45,6 +45,15 @@ def within_metal(status: MemoryStatus, metal: MetalMemory | None) -> MemoryStatu
     )
 
 
+def within_limit(status: MemoryStatus, limit: int | None, used: int) -> MemoryStatus:
+    """A configured cap (`memory_limit_gb`): free is at most the cap less what models hold."""
+    if limit is None:
+        return status
+    return MemoryStatus(
+        total=min(status.total, limit), available=max(0, min(status.available, limit - used))
+    )
+
+
 def read_metal_memory() -> MetalMemory | None:
     """Metal's figures, None without Metal. Calls MLX: only on the engine's MLX thread."""
     limit = _metal_working_set_limit()
