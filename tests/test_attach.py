@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -17,9 +18,23 @@ from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
 from salut_tui.remote.routes import FORWARDED
-from salut_tui.remote.wire import EVENT_TYPES, event_from_json, event_to_json
+from salut_tui.remote.wire import (
+    EVENT_TYPES,
+    cluster_from_json,
+    event_from_json,
+    event_to_json,
+    model_from_json,
+)
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.views import (
+    ClusterView,
+    ModelInfo,
+    SelfView,
+    ShardPartView,
+    ShardView,
+    to_json,
+)
 from tests.helpers import ui_until, until
 from tests.test_ui_app import make_node, screen_text
 
@@ -35,7 +50,20 @@ SAMPLES: list[events.Event] = [
     events.PeersChanged("seen"),
     events.PairingChanged("waiting", ""),
     events.KeepAliveChanged("m"),
+    events.ShardsChanged("ready"),
 ]
+
+
+def test_views_with_shards_round_trip() -> None:
+    part = ShardPartView("id-a", "A", 0, (0, 2))
+    shard = ShardView("i1", "m", "pipeline", "ready", None, 0, (0, 2), 10, 1.5, 0, "id-a", (part,))
+    model = ModelInfo("m", "local", True, nodes=("A",), shard=(part,))
+    assert model_from_json(json.loads(json.dumps(dataclasses.asdict(model)))) == model
+    node = SelfView(
+        "id-a", "A", "127.0.0.1:1", "0", "cluster", "blas", "ok", 1, 1, ("m",), 0, 0.0, (shard,)
+    )
+    cluster = ClusterView(node, ())
+    assert cluster_from_json(json.loads(json.dumps(to_json(cluster)))) == cluster
 
 
 def test_every_event_round_trips() -> None:

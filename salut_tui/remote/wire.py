@@ -12,7 +12,15 @@ from typing import Any
 from salut_tui import events
 from salut_tui.pairing.machine import Role, State
 from salut_tui.pairing.service import PairingStatus
-from salut_tui.views import ClusterView, ModelInfo, NodeStats, PeerView, SelfView
+from salut_tui.views import (
+    ClusterView,
+    ModelInfo,
+    NodeStats,
+    PeerView,
+    SelfView,
+    ShardPartView,
+    ShardView,
+)
 
 # Events that carry a nested view are not sent (yet): an attached UI does not show transfers.
 NOT_SENT = frozenset({"TransferChanged"})
@@ -44,7 +52,10 @@ def event_from_json(data: dict[str, Any]) -> events.Event:
 
 
 def _tuples(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    out = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    if "shards" in data:  # nested views: rebuilt as the types the screens read
+        out["shards"] = tuple(ShardView.from_json(s) for s in data["shards"])
+    return out
 
 
 def cluster_from_json(data: dict[str, Any]) -> ClusterView:
@@ -53,7 +64,7 @@ def cluster_from_json(data: dict[str, Any]) -> ClusterView:
             SelfView(**_tuples(data["node"])),
             tuple(PeerView(**_tuples(p)) for p in data["peers"]),
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"not a cluster view: {exc}") from None
 
 
@@ -79,6 +90,12 @@ def pairing_from_json(data: dict[str, Any]) -> PairingStatus:
 
 def model_from_json(data: dict[str, Any]) -> ModelInfo:
     try:
-        return ModelInfo(**_tuples(data))
-    except TypeError as exc:
+        fields = _tuples(data)
+        if "shard" in data:  # a sharded model's participants
+            fields["shard"] = tuple(
+                ShardPartView(str(p["id"]), str(p["name"]), int(p["rank"]), tuple(p["layers"]))
+                for p in data["shard"]
+            )
+        return ModelInfo(**fields)
+    except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"not a model: {exc}") from None
