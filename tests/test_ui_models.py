@@ -5,6 +5,8 @@ inputs on failure, the reason in words)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,13 +14,23 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
+from salut_tui.cluster.models import merge_sharded
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from salut_tui.shard.placement import ShardPlan, StageAssignment
 from salut_tui.ui.app import SalutApp
-from salut_tui.ui.model_rows import idle_unload, load_target, loaded_on, unload_target, where
+from salut_tui.ui.model_rows import (
+    describe_plan,
+    idle_unload,
+    load_target,
+    loaded_on,
+    unload_target,
+    where,
+)
 from salut_tui.ui.screens.import_dialog import ImportDialog
 from salut_tui.ui.screens.models import ModelsScreen, TransferRow
-from salut_tui.views import ModelInfo
+from salut_tui.ui.widgets.confirm import Confirm
+from salut_tui.views import ModelInfo, ShardPartView, ShardView
 from tests.helpers import ui_until, until
 from tests.test_cluster_node import pair
 from tests.test_gguf_import import load_weights, write_llama_gguf
@@ -148,3 +160,101 @@ async def test_import_dialog_shows_progress_and_keeps_its_inputs_on_failure(
             assert not node.engine.is_loaded("aaa/first")  # type: ignore[union-attr]
     finally:
         await node.stop()
+
+
+def test_sharded_rows_list_every_node_and_its_layers() -> None:
+    # The row data as the node builds it: a coordinator's ShardView merged into the model list.
+    parts = (ShardPartView("id-a", "A", 0, (0, 14)), ShardPartView("id-b", "B", 1, (14, 28)))
+    view = ShardView("i1", "m", "pipeline", "ready", None, 0, (0, 14), 1 << 30, 0.0, 0, "id-a",
+                     parts)  # fmt: skip
+    local = [ModelInfo("m", "local", False, size_bytes=10, here=True)]
+    (info,) = merge_sharded(local, [view])
+    assert info.loaded and info.here and info.nodes == ("A", "B")
+    assert (where(info), loaded_on(info, "A"), loaded_on(info, "C")) == (
+        "sharded", "here 0-14, B 14-28", "A 0-14, B 14-28",
+    )  # fmt: skip
+    starting = merge_sharded(local, [dataclasses.replace(view, state="starting")])[0]
+    assert not starting.loaded and where(starting) == "sharded"
+    plan = ShardPlan("m", 28, (
+        StageAssignment(0, "id-a", "A", 0, 14, 1 << 30, 4 << 30, True),
+        StageAssignment(1, "id-b", "B", 14, 28, 1 << 30, 2 << 30, False),
+    ))  # fmt: skip
+    text = describe_plan(plan, lambda n: f"{(n or 0) >> 30}G")
+    assert "A              layers   0-14  1G of 4G" in text
+    assert "B              layers  14-28  1G of 2G  (no files!)" in text
+    assert "is not on B: copy its files there first" in text
+
+
+async def test_shard_key_refuses_clearly_on_a_node_without_peers(
+    tmp_path: Path, tiny_model_path: Path
+) -> None:
+    node = make(tmp_path, "A")
+    shutil.copytree(tiny_model_path, node.settings.models_path() / MODEL)
+    await node.start(preload=[])
+    try:
+        app = SalutApp(node, preload=[])
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("2")
+            screen = app.screen
+            assert isinstance(screen, ModelsScreen)
+            table = screen.query_one("#model-table", DataTable)
+            await ui_until(pilot, lambda: MODEL in table.rows)
+            screen.select(MODEL)
+            await pilot.press("s")
+            status = screen.query_one("#models-status", Static)
+            await ui_until(pilot, lambda: "No paired peer" in str(status.render()))
+            assert f"No paired peer to split {MODEL} over: l loads it here." in str(status.render())
+            assert app.screen is screen  # no dialog: nothing to confirm
+    finally:
+        await node.stop()
+
+
+async def test_shard_key_shows_the_plan_then_cancel_starts_nothing(
+    cluster: tuple[Node, Node], tiny_model_path: Path
+) -> None:
+    a, _ = cluster
+    shutil.copytree(tiny_model_path, a.settings.models_path() / MODEL)
+    app = SalutApp(a, preload=[])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        table = screen.query_one("#model-table", DataTable)
+        await ui_until(pilot, lambda: MODEL in table.rows and row(table, MODEL)[1] == "here, B")
+        screen.select(MODEL)
+        await pilot.press("s")  # the plan over A and B: layers and memory per node
+        await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
+        detail = str(app.screen.query_one("#confirm-detail", Static).render())
+        assert "over 2 nodes" in detail
+        assert re.search(r"A +layers +0-\d+ ", detail) and re.search(r"B +layers +\d+-", detail)
+        await pilot.press("n")
+        await ui_until(pilot, lambda: app.screen is screen)
+        assert a.shards is not None and a.shards.service.views() == ()
+
+
+async def test_shard_key_loads_sharded_live_and_unload_ends_it_everywhere(
+    cluster: tuple[Node, Node], tiny_model_path: Path
+) -> None:
+    a, b = cluster
+    shutil.copytree(tiny_model_path, a.settings.models_path() / MODEL)
+    app = SalutApp(a, preload=[])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        table = screen.query_one("#model-table", DataTable)
+        await ui_until(pilot, lambda: MODEL in table.rows and row(table, MODEL)[1] == "here, B")
+        screen.select(MODEL)
+        await pilot.press("s")
+        await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
+        await pilot.press("y")  # the runners start on A and B; the row follows ShardsChanged
+        status = screen.query_one("#models-status", Static)
+        await ui_until(pilot, lambda: "Loaded" in str(status.render()), 90)
+        assert f"Loaded {MODEL} sharded over A, B." in str(status.render())
+        await ui_until(pilot, lambda: row(table, MODEL)[1] == "sharded")
+        assert re.fullmatch(r"here 0-\d+, B \d+-\d+", row(table, MODEL)[2])
+        await pilot.press("u")  # ends it on every node
+        await ui_until(pilot, lambda: "Unloaded" in str(status.render()), 30)
+        assert f"Unloaded {MODEL} on every node (A, B)." in str(status.render())
+        await ui_until(pilot, lambda: row(table, MODEL)[1] == "here, B", 30)
+        await until(lambda: not b.shards.service.manager.instances, 15)  # type: ignore[union-attr]

@@ -43,6 +43,8 @@ def merge_sharded(models: list[ModelInfo], shards: list[ShardView]) -> list[Mode
             view.state == "ready" or (known is not None and known.loaded),
             known.size_bytes if known is not None else None,
             nodes=nodes,
+            here=known is not None and known.here,  # where its files are stays true
+            peers_with_files=known.peers_with_files if known is not None else (),
             shard=view.participants,
         )
     return list(merged.values())

@@ -3,16 +3,20 @@
 Where a model lives: "here" (its files are on this node) and the peers that have its files.
 Where it is loaded: "here" and/or peers' names. An action goes to the node it makes sense on:
 load here when the files are here, else on a peer that has them; unload where it is loaded.
+A sharded model is "sharded" in Where, and Loaded on lists every participant and its layers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from salut_tui.keepalive import describe
+from salut_tui.shard.placement import ShardPlan
 from salut_tui.views import ModelInfo
 
 HERE = "here"
+SHARDED = "sharded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +31,18 @@ class Target:
 
 
 def where(info: ModelInfo) -> str:
+    if info.shard:
+        return SHARDED
     holders = ([HERE] if info.here else []) + list(info.peers_with_files)
     return ", ".join(holders) or "-"
 
 
 def loaded_on(info: ModelInfo, self_name: str) -> str:
+    if info.shard:  # every participant, rank order, with its decoder layers [start, end)
+        return ", ".join(
+            f"{HERE if p.name == self_name else p.name} {p.layers[0]}-{p.layers[1]}"
+            for p in sorted(info.shard, key=lambda p: p.rank)
+        )
     names = [HERE if n == self_name and info.here else n for n in info.nodes]
     return ", ".join(names) or "-"
 
@@ -69,3 +80,18 @@ def pull_source(info: ModelInfo) -> str | None:
     if info.here or not info.peers_with_files:
         return None
     return info.peers_with_files[0]
+
+
+def describe_plan(plan: ShardPlan, show_bytes: Callable[[int | None], str]) -> str:
+    """The plan of a sharded load as the confirm dialog shows it: layers and memory per node."""
+    lines = [f"{plan.num_layers} decoder layers over {plan.world_size} nodes:"]
+    for s in plan.stages:
+        files = "" if s.has_model_files else "  (no files!)"
+        lines.append(
+            f"  {s.name[:14]:<14} layers {s.layer_start:>3}-{s.layer_end:<3} "
+            f"{show_bytes(s.bytes_needed)} of {show_bytes(s.usable_bytes)}{files}"
+        )
+    missing = plan.missing_files_message()
+    if missing is not None:
+        lines.append(missing)
+    return "\n".join(lines)

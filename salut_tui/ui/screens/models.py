@@ -1,6 +1,7 @@
 """Models: every model of the cluster, where its files are and where it is loaded; load, unload
 and copy act on the node that makes sense (over the peer link for a peer); live progress of
-loads, copies and downloads; GGUF import."""
+loads, copies and downloads; GGUF import; `s` splits a model over paired nodes (the plan first,
+then a confirm), and `u` ends a sharded model on every node."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
+from salut_tui.engine.types import ModelError
+from salut_tui.shard.placement import ShardPlan
 from salut_tui.transfer.progress import human_bytes, human_duration
 from salut_tui.transfers import TransferView
 from salut_tui.ui.errors import describe_error
 from salut_tui.ui.messages import Topic
 from salut_tui.ui.model_rows import (
     Target,
+    describe_plan,
     idle_unload,
     load_target,
     loaded_on,
@@ -31,6 +35,7 @@ from salut_tui.ui.model_rows import (
 from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.import_dialog import ImportDialog, ImportRequest
 from salut_tui.ui.state import LoadState
+from salut_tui.ui.widgets.confirm import Confirm
 from salut_tui.views import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -99,10 +104,11 @@ class TransferRow(Horizontal):
 
 class ModelsScreen(NodeScreen):
     SCREEN_TITLE = "Models"
-    HINT = "l load · u unload · p copy here · f force · i import · r refresh"
+    HINT = "l load · s shard · u unload · p copy here · f force · i import · r refresh"
     TOPICS = frozenset({"models", "peers"})
     BINDINGS = [
         Binding("l", "load", "Load", show=False),
+        Binding("s", "load_sharded", "Load sharded", show=False),
         Binding("f", "load(True)", "Force load", show=False),
         Binding("u", "unload", "Unload", show=False),
         Binding("p", "pull", "Copy from a peer", show=False),
@@ -121,6 +127,9 @@ class ModelsScreen(NodeScreen):
 
     def commands(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Load model", "Load the selected model", self.action_load)
+        yield SystemCommand(
+            "Load sharded", "Split the selected model over paired nodes", self.action_load_sharded
+        )
         yield SystemCommand("Unload model", "Unload the selected model", self.action_unload)
         yield SystemCommand(
             "Copy model here", "Copy the selected model from a peer", self.action_pull
@@ -178,6 +187,8 @@ class ModelsScreen(NodeScreen):
                 on = "[red]load failed[/]"
             elif info.loaded:
                 on = f"[green]{escape(on)}[/]"
+            elif info.shard:  # a sharded instance still starting
+                on = f"[yellow]{escape(on)}[/]"
             rows.append((info.id, (escape(info.id), escape(where(info)), on,
                                    self._idle(info),
                                    self.figures.bytes(info.size_bytes))))  # fmt: skip
@@ -278,6 +289,12 @@ class ModelsScreen(NodeScreen):
         info = self._selected_info()
         if info is None:
             return
+        if info.shard:  # ends on every node, wherever its coordinator is
+            names = [p.name for p in info.shard]
+            self.run_worker(
+                self._unload_sharded(info.id, names), group="models", exit_on_error=False
+            )
+            return
         target = unload_target(info, self._me)
         if target is None:
             self.show_status(f"{info.id} is not loaded on any node.")
@@ -295,6 +312,68 @@ class ModelsScreen(NodeScreen):
                 self.show_status(f"Unloaded {model_id} on {target.label}.")
             else:
                 self.show_status(f"Could not unload {model_id}: {result.message}", error=True)
+        self.select(model_id)
+        self.redraw({"models"})
+
+    async def _unload_sharded(self, model_id: str, names: list[str]) -> None:
+        try:
+            await self.node.unload_sharded(model_id)
+        except Exception as exc:
+            log.warning("unload of sharded %s failed", model_id, exc_info=True)
+            self.show_status(f"Could not unload {model_id}: {describe_error(exc)}", error=True)
+        else:
+            self.show_status(f"Unloaded {model_id} on every node ({', '.join(names)}).")
+        self.select(model_id)
+        self.redraw({"models"})
+
+    def action_load_sharded(self) -> None:
+        info = self._selected_info()
+        if info is None:
+            return
+        try:
+            plan, nodes = self._shard_plan(info.id)
+        except ModelError as exc:
+            self.show_status(f"Cannot shard {info.id}: {exc.message}", error=True)
+            return
+        if plan is None:
+            self.show_status(f"No paired peer to split {info.id} over: l loads it here.")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                names = ", ".join(s.name for s in plan.stages)
+                self.show_status(f"Loading {info.id} sharded over {names}…")
+                self.run_worker(
+                    self._load_sharded(info.id, nodes), group="models", exit_on_error=False
+                )
+
+        question = f"Load {info.id} sharded?"
+        detail = describe_plan(plan, self.figures.bytes)
+        self.app.push_screen(Confirm(question, detail, yes="Load", no="Cancel"), answered)
+
+    def _shard_plan(self, model_id: str) -> tuple[ShardPlan | None, list[str] | None]:
+        """The node's own plan (fewest nodes first); when that is this node alone, the split
+        over this node and every healthy paired peer, since `s` asks for a split. Returns the
+        `nodes` the load must be asked with to get this same plan (plan None: no peer).
+        """
+        plan = self.node.shard_plan(model_id)
+        if plan.world_size > 1:
+            return plan, None
+        peers = [p.name for p in self.node.cluster_view().peers if p.paired and p.health == "ok"]
+        if not peers:
+            return None, None
+        nodes = [self._me, *peers]
+        return self.node.shard_plan(model_id, nodes), nodes
+
+    async def _load_sharded(self, model_id: str, nodes: list[str] | None) -> None:
+        try:
+            plan = await self.node.load_sharded(model_id, nodes)
+        except Exception as exc:
+            log.warning("sharded load of %s failed", model_id, exc_info=True)
+            self.show_status(f"Could not shard {model_id}: {describe_error(exc)}", error=True)
+        else:
+            names = ", ".join(s.name for s in plan.stages)
+            self.show_status(f"Loaded {model_id} sharded over {names}.")
         self.select(model_id)
         self.redraw({"models"})
 
