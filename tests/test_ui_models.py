@@ -252,7 +252,7 @@ async def test_shard_key_loads_sharded_live_and_unload_ends_it_everywhere(
         await ui_until(pilot, lambda: "Loaded" in str(status.render()), 90)
         assert f"Loaded {MODEL} sharded over A, B." in str(status.render())
         await ui_until(pilot, lambda: row(table, MODEL)[1] == "sharded")
-        assert re.fullmatch(r"here 0-\d+, B \d+-\d+", row(table, MODEL)[2])
+        assert re.fullmatch(r"\[green\]here 0-\d+, B \d+-\d+\[/\]", row(table, MODEL)[2])
         await pilot.press("u")  # ends it on every node
         await ui_until(pilot, lambda: "Unloaded" in str(status.render()), 30)
         assert f"Unloaded {MODEL} on every node (A, B)." in str(status.render())
