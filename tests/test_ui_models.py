@@ -6,6 +6,7 @@ inputs on failure, the reason in words)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -17,7 +18,9 @@ from textual.widgets import DataTable, Input, ProgressBar, Static
 from salut_tui.cluster.models import merge_sharded
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from salut_tui.remote.wire import model_from_json
 from salut_tui.shard.placement import ShardPlan, StageAssignment
+from salut_tui.shard.service import plan_from_summary, plan_summary
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.model_rows import (
     describe_plan,
@@ -183,6 +186,9 @@ def test_sharded_rows_list_every_node_and_its_layers() -> None:
     assert "A              layers   0-14  1G of 4G" in text
     assert "B              layers  14-28  1G of 2G  (no files!)" in text
     assert "is not on B: copy its files there first" in text
+    # An attached UI reads the same row and plan over the control routes.
+    assert model_from_json(json.loads(json.dumps(dataclasses.asdict(info)))) == info
+    assert plan_from_summary(json.loads(json.dumps(plan_summary(plan)))) == plan
 
 
 async def test_shard_key_refuses_clearly_on_a_node_without_peers(

@@ -41,6 +41,8 @@ from salut_tui.remote.wire import (
     pairing_from_json,
     stats_from_json,
 )
+from salut_tui.shard.placement import ShardPlan
+from salut_tui.shard.service import Mode, plan_from_summary
 from salut_tui.supervisor import Supervisor
 from salut_tui.views import ClusterView, ModelInfo, NodeStats
 
@@ -248,6 +250,22 @@ class RemoteNode:
 
     async def unload_model(self, model_id: str) -> None:
         await self.control("POST", "/ui/models/unload", {"model": model_id})
+
+    def shard_plan(self, model_id: str, nodes: list[str] | None = None) -> ShardPlan:
+        try:
+            body = self.control_sync("POST", "/shard/plan", {"model": model_id, "nodes": nodes})
+        except PairingError as exc:  # control_sync's error type; a refused plan is a model's
+            raise ModelError(str(exc), code="remote") from None
+        return plan_from_summary(body)
+
+    async def load_sharded(
+        self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
+    ) -> ShardPlan:
+        body = {"model": model_id, "shard": True, "nodes": nodes, "mode": mode}
+        return plan_from_summary((await self.control("POST", "/load", body))["plan"])
+
+    async def unload_sharded(self, model_id: str) -> list[str]:
+        return list((await self.control("POST", "/unload", {"model": model_id}))["instances"])
 
     @property
     def keep_alive(self) -> _NoCountdown:

@@ -28,7 +28,7 @@ from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError, 
 from salut_tui.shard.instance import ShardFailed, ShardInstance
 from salut_tui.shard.join import UNLOAD
 from salut_tui.shard.manager import ShardManager
-from salut_tui.shard.placement import PlacementRefused, ShardPlan
+from salut_tui.shard.placement import PlacementRefused, ShardPlan, StageAssignment
 from salut_tui.shard.planning import Candidate, plan_load
 from salut_tui.shard.shape import model_shape
 from salut_tui.views import ShardView
@@ -66,10 +66,23 @@ def plan_summary(plan: ShardPlan) -> dict:
         "nodes": [
             {"id": s.node_id, "name": s.name, "rank": s.rank,
              "layers": [s.layer_start, s.layer_end], "memory_bytes": s.bytes_needed,
-             "usable_bytes": s.usable_bytes}
+             "usable_bytes": s.usable_bytes, "has_files": s.has_model_files}
             for s in plan.stages
         ],
     }  # fmt: skip
+
+
+def plan_from_summary(body: dict) -> ShardPlan:
+    """A plan as `plan_summary` wrote it (an attached UI reads its node's plan this way)."""
+    stages = tuple(
+        StageAssignment(
+            int(n["rank"]), str(n["id"]), str(n["name"]), int(n["layers"][0]),
+            int(n["layers"][1]), int(n["memory_bytes"]), int(n["usable_bytes"]),
+            bool(n.get("has_files", True)),
+        )
+        for n in body["nodes"]
+    )  # fmt: skip
+    return ShardPlan(str(body["model"]), int(body["num_layers"]), stages)
 
 
 class ShardService:

@@ -16,6 +16,8 @@ from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus
 from salut_tui.pairing.service import PairingStatus
+from salut_tui.shard.placement import ShardPlan
+from salut_tui.shard.service import Mode
 from salut_tui.views import ClusterView, ModelInfo, NodeStats
 
 
@@ -112,6 +114,15 @@ class UINode(Protocol):
     async def load_model(self, model_id: str, *, force: bool = False) -> Any: ...
 
     async def unload_model(self, model_id: str) -> None: ...
+
+    # Sharded models (the `s` and `u` keys of the Models screen); ModelError when refused.
+    def shard_plan(self, model_id: str, nodes: list[str] | None = None) -> ShardPlan: ...
+
+    async def load_sharded(
+        self, model_id: str, nodes: list[str] | None = None, mode: Mode = ...
+    ) -> ShardPlan: ...
+
+    async def unload_sharded(self, model_id: str) -> list[str]: ...
 
     async def import_gguf(
         self,
