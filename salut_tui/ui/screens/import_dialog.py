@@ -123,6 +123,10 @@ class ImportDialog(ModalScreen[str | None]):
             stage.update("")
             bar.update(progress=0.0)
             self._busy = False
-            self.query_one("#import-go", Button).disabled = False
+            go = self.query_one("#import-go", Button)
+            # Disabled while busy, its "-active" press effect can outlive the import: a button
+            # left "-active" ignores the next click, so the retry would do nothing.
+            go.remove_class("-active")
+            go.disabled = False
             return
         self.dismiss(request.model_id)
