@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from salut_tui.cluster.control import CONTROL_PREFIX
+from salut_tui.cluster.control_http import control_error, json_body
 from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.engine.types import ModelError
 from salut_tui.events import Event, EventBus, ModelLoadProgressed, TransferChanged
@@ -91,18 +92,18 @@ def install(app: web.Application, node: ModelControl) -> None:
             unsubscribe()
 
     async def pull(request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await json_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return _error(400, "give the model id", "invalid_request")
+            return control_error(400, "give the model id", "invalid_request")
         peer = body.get("from")
         return await follow(request, lambda: node.pull_model(model, str(peer) if peer else None))
 
     async def download(request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await json_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return _error(400, "give the model id", "invalid_request")
+            return control_error(400, "give the model id", "invalid_request")
         revision, endpoint = body.get("revision"), body.get("endpoint")
         return await follow(
             request,
@@ -113,10 +114,10 @@ def install(app: web.Application, node: ModelControl) -> None:
         )  # fmt: skip
 
     async def load(request: web.Request) -> web.StreamResponse:
-        body = await _json(request)
+        body = await json_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return _error(400, "give the model id", "invalid_request")
+            return control_error(400, "give the model id", "invalid_request")
         response = await _ndjson(request)
         progress: asyncio.Queue[dict] = asyncio.Queue()
 
@@ -142,10 +143,10 @@ def install(app: web.Application, node: ModelControl) -> None:
         return response
 
     async def unload(request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = await json_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return _error(400, "give the model id", "invalid_request")
+            return control_error(400, "give the model id", "invalid_request")
         result = await node.unload_on(body.get("on") or None, model)
         return web.json_response(dataclasses.asdict(result))
 
@@ -181,20 +182,3 @@ async def _ndjson(request: web.Request) -> web.StreamResponse:
 
 async def _line(response: web.StreamResponse, body: dict) -> None:
     await response.write(json.dumps(body).encode() + b"\n")
-
-
-async def _json(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _error(status: int, message: str, code: str) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "code": code}},
-        status=status,
-    )

@@ -26,10 +26,10 @@ from aiohttp.typedefs import Handler
 
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
+from salut_tui.cluster.control_http import control_error, json_body
 from salut_tui.cluster.discovery import HELLO_PATH
 from salut_tui.cluster.frames import MAX_WIRE_MESSAGE
 from salut_tui.cluster.link import LINK_PATH, NotPaired
-from salut_tui.engine.types import Error
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.reasons import http_status
 from salut_tui.pairing.service import PAIR_MAX_MESSAGE, PAIR_PATH, PairingError
@@ -120,7 +120,7 @@ def install(app: web.Application, cluster: Cluster) -> None:
         if request.path.startswith(CONTROL_PREFIX):
             given = request.headers.get(CONTROL_HEADER, "")
             if not hmac.compare_digest(given.encode(), cluster.control_token.encode()):
-                return _error(
+                return control_error(
                     403, "control routes need the token from this node's data dir", "forbidden"
                 )
         return await handler(request)
@@ -135,23 +135,23 @@ def install(app: web.Application, cluster: Cluster) -> None:
         return web.json_response(cluster.pairing_status().to_json())
 
     async def pair_code(request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = await json_body(request)
         try:
             status = cluster.create_pairing_code(float(body.get("ttl", 300)))
         except PairingError as exc:
-            return _error(http_status(exc.reason), str(exc), exc.reason)
+            return control_error(http_status(exc.reason), str(exc), exc.reason)
         except (TypeError, ValueError):
-            return _error(400, "'ttl' must be a number of seconds", "invalid_request")
+            return control_error(400, "'ttl' must be a number of seconds", "invalid_request")
         return web.json_response(status.to_json())
 
     async def pair_join(request: web.Request) -> web.Response:
-        body = await _json(request)
+        body = await json_body(request)
         try:
             peer = await cluster.join(str(body["address"]), str(body["code"]))
         except KeyError:
-            return _error(400, "give 'address' and 'code'", "invalid_request")
+            return control_error(400, "give 'address' and 'code'", "invalid_request")
         except PairingError as exc:
-            return _error(http_status(exc.reason), str(exc), exc.reason)
+            return control_error(http_status(exc.reason), str(exc), exc.reason)
         return web.json_response(
             {"paired": True, "id": peer.node_id, "name": peer.name, "address": peer.address}
         )
@@ -159,7 +159,9 @@ def install(app: web.Application, cluster: Cluster) -> None:
     async def unpair(request: web.Request) -> web.Response:
         removed = await cluster.unpair(request.match_info["peer"])
         if removed is None:
-            return _error(404, f"no paired peer '{request.match_info['peer']}'", "peer_not_found")
+            return control_error(
+                404, f"no paired peer '{request.match_info['peer']}'", "peer_not_found"
+            )
         return web.json_response({"unpaired": True, "id": removed.node_id, "name": removed.name})
 
     app.middlewares.append(control_guard)
@@ -171,18 +173,3 @@ def install(app: web.Application, cluster: Cluster) -> None:
     app.router.add_post(f"{CONTROL_PREFIX}/pair/code", pair_code)
     app.router.add_post(f"{CONTROL_PREFIX}/pair/join", pair_join)
     app.router.add_delete(f"{CONTROL_PREFIX}/peers/{{peer}}", unpair)
-
-
-async def _json(request: web.Request) -> dict:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = await request.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _error(status: int, message: str, code: str) -> web.Response:
-    error = Error(message, "invalid_request_error", code, status)
-    return web.json_response(error.body(), status=status)

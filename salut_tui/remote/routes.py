@@ -28,6 +28,7 @@ from aiohttp.typedefs import Handler
 
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
+from salut_tui.cluster.control_http import control_error
 from salut_tui.config import Settings
 from salut_tui.engine.engine import Engine
 from salut_tui.engine.loader import LoadedModelInfo
@@ -181,7 +182,7 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
         try:
             info = await node.load_model(str(body["model"]), force=bool(body.get("force")))
         except KeyError:
-            return _error(400, "give 'model'", "invalid_request")
+            return control_error(400, "give 'model'", "invalid_request")
         except ModelError as exc:
             return web.json_response(exc.to_error().body(), status=exc.status)
         return web.json_response({"loaded": info.model_id, "memory_bytes": info.memory_bytes})
@@ -191,7 +192,7 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
         try:
             await node.unload_model(str(body["model"]))
         except KeyError:
-            return _error(400, "give 'model'", "invalid_request")
+            return control_error(400, "give 'model'", "invalid_request")
         except ModelError as exc:
             return web.json_response(exc.to_error().body(), status=exc.status)
         return web.json_response({"unloaded": body["model"]})
@@ -203,7 +204,9 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
             if request.path.startswith(CONTROL_PREFIX):
                 given = request.headers.get(CONTROL_HEADER, "")
                 if not hmac.compare_digest(given.encode(), token().encode()):
-                    return _error(403, "control routes need the data dir's token", "forbidden")
+                    return control_error(
+                        403, "control routes need the data dir's token", "forbidden"
+                    )
             return await handler(request)
 
         app.middlewares.append(guard)
@@ -224,10 +227,3 @@ async def _body(request: web.Request) -> dict:
         if isinstance(body, dict):
             return body
     return {}
-
-
-def _error(status: int, message: str, code: str) -> web.Response:
-    return web.json_response(
-        {"error": {"message": message, "type": "invalid_request_error", "code": code}},
-        status=status,
-    )
