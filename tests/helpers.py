@@ -9,16 +9,18 @@ Timeouts are generous upper bounds, never measurements: a fast machine returns a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+from openai import AsyncOpenAI
 
 from salut_tui.engine.default_model import BUNDLE_INSTALL, bundled_default_available
 
@@ -188,3 +190,12 @@ def _tail(proc: subprocess.Popen | None, log: Callable[[], str] | None) -> str:
     if proc is not None and proc.poll() is not None and proc.stderr is not None:
         return "\n" + str(proc.stderr.read())
     return ""
+
+
+@contextlib.asynccontextmanager
+async def openai_client(port: int) -> AsyncIterator[AsyncOpenAI]:
+    """The real `openai` client pointed at a live node's /v1 (no retries: a failure shows)."""
+    async with AsyncOpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0
+    ) as client:
+        yield client

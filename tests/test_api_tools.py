@@ -18,6 +18,7 @@ from openai import AsyncOpenAI
 from salut_tui.engine.prompt import encode_request
 from salut_tui.engine.types import GenerationRequest, ToolSpec
 from salut_tui.node import Node
+from tests.helpers import openai_client
 from tests.test_openai_client import live_node
 
 WEATHER = {
@@ -46,9 +47,7 @@ async def node(tmp_path, tiny_tool_model_path, tiny_tool_model_id):
 
 @pytest.fixture
 async def client(node: Node):
-    async with AsyncOpenAI(
-        base_url=f"http://127.0.0.1:{node.port}/v1", api_key="unused", max_retries=0
-    ) as client:
+    async with openai_client(node.port) as client:
         yield client
 
 

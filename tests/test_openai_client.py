@@ -10,6 +10,7 @@ from openai import AsyncOpenAI, OpenAI
 
 from salut_tui.config import Settings
 from salut_tui.node import Node
+from tests.helpers import openai_client
 
 HELLO = [{"role": "user", "content": "Hello!"}]
 KEY = "sk-openai-client-test"
@@ -39,9 +40,7 @@ async def node(tmp_path, tiny_model_path, tiny_model_id):
 
 @pytest.fixture
 async def client(node: Node):
-    async with AsyncOpenAI(
-        base_url=f"http://127.0.0.1:{node.port}/v1", api_key="unused", max_retries=0
-    ) as client:
+    async with openai_client(node.port) as client:
         yield client
 
 

@@ -15,6 +15,7 @@ from salut_tui.cluster.wire import request_from_json, request_to_json
 from salut_tui.engine.constraint import JsonConstraint
 from salut_tui.engine.types import GenerationRequest
 from salut_tui.node import Node
+from tests.helpers import openai_client
 from tests.test_openai_client import live_node
 
 HELLO = [{"role": "user", "content": "Describe a person as JSON."}]
@@ -49,9 +50,7 @@ async def node(tmp_path, tiny_model_path, tiny_model_id):
 
 @pytest.fixture
 async def client(node: Node):
-    async with AsyncOpenAI(
-        base_url=f"http://127.0.0.1:{node.port}/v1", api_key="unused", max_retries=0
-    ) as client:
+    async with openai_client(node.port) as client:
         yield client
 
 
