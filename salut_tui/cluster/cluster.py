@@ -3,7 +3,8 @@ facts routing needs about peers (`peer_facts`), and proxying to them (`proxy`). 
 unless the mode is solo; it sees the node only through the narrow `LocalNode` protocol.
 
 Links: every paired peer gets one link. Both ends dial when they have none; if two links cross,
-both ends keep the one dialled by the smaller node id, so they agree without talking.
+both ends keep the one dialled by the smaller node id, so they agree without talking. The other
+link drains (`PeerLink.drain`): a stream already on it finishes there, new ones take the kept one.
 """
 
 from __future__ import annotations
@@ -297,20 +298,21 @@ class Cluster:
             return
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
         record.paired = True
-        replaced = record.link if record.linked else None
-        if replaced is not None:
-            dialer = self.node_id if link.initiator else peer.node_id
-            if dialer != min(self.node_id, peer.node_id):
-                await link.close()  # the other end keeps the existing link too
-                return
-        # Attach before closing the one it replaces, so that link's ending finds itself replaced
-        # and does not mark the peer unreachable.
-        record.link, record.dial_failed, record.last_seen = link, False, time.time()
+        current = record.link if record.linked else None
+        dialer = self.node_id if link.initiator else peer.node_id
         self._links.add(link)
-        try:
-            if replaced is not None:
-                await replaced.close()
+        if current is None or dialer == min(self.node_id, peer.node_id):
+            # Attach before the one it replaces drains, so that link's ending finds itself
+            # replaced and does not mark the peer unreachable.
+            record.link, record.dial_failed, record.last_seen = link, False, time.time()
+            if current is not None:
+                current.drain()  # its streams finish on it; new requests take this link
             self._changed(f"linked {peer.name}")
+        else:
+            # The other end keeps the existing link too; but it may have carried a stream on
+            # this one before it saw ours (two links crossed), so this one drains as well.
+            link.drain()
+        try:
             await link.run()
         finally:
             self._links.discard(link)
@@ -359,7 +361,7 @@ class Cluster:
         if body.get("unpaired"):
             log.info("peer %s unpaired this node", link.peer.name)
             self._forget_trust(link.peer.node_id)
-            self._tasks.spawn(link.close(), name=f"close link {link.peer.name}")
+            self._tasks.spawn(self._close_links(link.peer.node_id), name=f"close {link.peer.name}")
 
     def _paired(self, peer: TrustedPeer) -> None:
         # The address pairing proved is the one to dial; what discovery announced for this id
@@ -528,9 +530,13 @@ class Cluster:
             with contextlib.suppress(Exception):
                 await link.notice({"unpaired": True})
         self._forget_trust(record.node_id)
-        if link is not None:
-            await link.close()
+        await self._close_links(record.node_id)
         return trusted
+
+    async def _close_links(self, node_id: str) -> None:
+        """Every link to this peer, the draining ones too (it is no longer paired)."""
+        for link in [lk for lk in self._links if lk.peer.node_id == node_id]:
+            await link.close()
 
 
 def r_models(record: PeerRecord) -> frozenset[str]:

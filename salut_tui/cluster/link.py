@@ -7,6 +7,8 @@ tunnel (`open_tunnel`, see tunnel.py) is a stream that carries bytes both ways w
 control, served by the `tunnel_handler` given at construction. Stream
 0 carries PING/PONG (round-trip time, liveness) and the ~1/s STATE broadcast. A link that has
 received nothing for `DEAD_AFTER` seconds closes itself, which fails its open streams at once.
+A link replaced by a newer one to the same peer (two links crossed, or the peer re-linked)
+`drain`s: it opens nothing new, finishes the streams and tunnels it carries, then closes.
 
 Before the handshake completes, the other end is a stranger: it gets small messages only
 (`MAX_WIRE_MESSAGE`, enforced by aiohttp before any payload is buffered) and `HANDSHAKE_TIMEOUT`
@@ -62,6 +64,8 @@ TICK = 1.0  # seconds between PING + STATE
 DEAD_AFTER = 3.0  # silence after which the peer counts as gone
 HANDSHAKE_TIMEOUT = 5.0  # the whole handshake, either side
 DIAL_TIMEOUT = 3.0  # connecting to one address (a candidate may be a tarpit)
+DRAIN_GRACE = 1.0  # a replaced link lives at least this long: the peer's last opens may be on
+# their way (each end switches to the new link on its own, a moment apart)
 
 Handler = Callable[[str, dict], AsyncIterator[bytes]]
 # Serves a tunnel the peer opened: `await tunnel.accept()` first, then move bytes; returning
@@ -107,7 +111,7 @@ class Stream:
         if isinstance(item, bytes):
             return item
         self.done = True
-        self.link._streams.pop(self.id, None)
+        self.link._forget_stream(self.id)
         if item is _END:
             raise StopAsyncIteration
         raise item
@@ -115,7 +119,7 @@ class Stream:
     async def aclose(self) -> None:
         if not self.done:
             self.done = True
-            self.link._streams.pop(self.id, None)
+            self.link._forget_stream(self.id)
             with contextlib.suppress(LinkLost, ConnectionError, RuntimeError):
                 await self.link.send(Kind.CANCEL, self.id)
 
@@ -152,6 +156,9 @@ class PeerLink:
         self._send_lock = asyncio.Lock()
         self._parts = Reassembler()
         self.closed = False
+        self.draining = False  # replaced: finishing its streams, opening none (see drain)
+        self._quieter = asyncio.Event()  # set when a stream, tunnel or served task ends
+        self._drainer: asyncio.Task | None = None
 
     # ---- sending -------------------------------------------------------------------------
     async def send(self, kind: Kind, stream_id: int, payload: bytes = b"") -> None:
@@ -163,7 +170,12 @@ class PeerLink:
             for frame in split(encode(kind, stream_id, payload)):
                 await self.ws.send_bytes(self._cipher.seal(frame))
 
+    def _refuse_if_draining(self) -> None:
+        if self.draining:  # the caller asks its peer record again and gets the new link
+            raise LinkLost(f"link to {self.peer.name} was replaced")
+
     async def open(self, method: str, body: dict) -> Stream:
+        self._refuse_if_draining()
         stream = Stream(self, next(self._ids))
         self._streams[stream.id] = stream
         await self.send(Kind.OPEN, stream.id, json.dumps({"method": method, "body": body}).encode())
@@ -181,6 +193,7 @@ class PeerLink:
 
     async def open_tunnel(self, method: str, body: dict, timeout: float = 10.0) -> Tunnel:
         """A byte tunnel to the peer's tunnel handler; raises TunnelRefused when it says no."""
+        self._refuse_if_draining()
         tunnel = Tunnel(self.send, next(self._ids), on_close=self._forget_tunnel)
         self._tunnels[tunnel.id] = tunnel
         opening = {"method": method, "body": body, "window": tunnel.window}
@@ -194,6 +207,29 @@ class PeerLink:
 
     def _forget_tunnel(self, stream_id: int) -> None:
         self._tunnels.pop(stream_id, None)
+        self._quieter.set()
+
+    def _forget_stream(self, stream_id: int) -> None:
+        self._streams.pop(stream_id, None)
+        self._quieter.set()
+
+    # ---- replacement ---------------------------------------------------------------------
+    def drain(self) -> None:
+        """A newer link to the same peer replaces this one: open nothing new here, let the
+        streams and tunnels it carries (both ways) finish, then close. What the peer opens here
+        is still served: it may not have switched yet, and it opens nothing once it has."""
+        if self.draining or self.closed:
+            return
+        self.draining = True
+        self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(DRAIN_GRACE)
+        while not self.closed and (self._streams or self._serving or self._tunnels):
+            self._quieter.clear()
+            await self._quieter.wait()
+        log.debug("replaced link to %s drained", self.peer.name)
+        await self.close()
 
     async def notice(self, body: dict) -> None:
         await self.send(Kind.NOTICE, 0, json.dumps(body).encode())
@@ -288,6 +324,7 @@ class PeerLink:
 
     def _served(self, stream_id: int, task: asyncio.Task) -> None:
         self._serving.pop(stream_id, None)
+        self._quieter.set()
 
     async def _serve(self, stream_id: int, method: str, body: dict) -> None:
         try:
@@ -343,6 +380,8 @@ class PeerLink:
         self._tunnels.clear()
         for task in list(self._serving.values()):
             task.cancel()
+        if self._drainer is not None and self._drainer is not asyncio.current_task():
+            self._drainer.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.ws.close(), 1.0)
 

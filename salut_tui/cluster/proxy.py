@@ -4,7 +4,9 @@ Requester: open a "generate" stream on the best peer's link and relay chunks as 
 If that peer fails before the first token (link down, or an error such as "not loaded after
 all"), try the next candidate. After the first token the stream belongs to that peer: if its
 link dies the client gets an Error chunk at once (the link's liveness check bounds this to a
-few seconds even when no TCP reset arrives). Closing the iterator cancels the peer's work.
+few seconds even when no TCP reset arrives). A link replaced by a newer one to the same peer is
+not lost: it drains (the stream finishes on it; see `PeerLink.drain`). Closing the iterator
+cancels the peer's work.
 
 Server: run the request through this node's `generate` with `forwarded=True` on the request, so
 that it is served here and never bounced on to a third node, and checked against this node's own
