@@ -118,3 +118,17 @@ async def test_load_and_unload_on_a_peer(pair_ab: tuple[Node, Node]) -> None:
     assert not refused.ok and refused.code == "insufficient_memory" and "GiB" in refused.message
     nobody = await a.load_on("nobody", "tiny")
     assert not nobody.ok and "not a paired peer" in nobody.message
+
+
+async def test_a_peer_cannot_force_a_load_past_the_memory_check(pair_ab: tuple[Node, Node]) -> None:
+    a, b = pair_ab
+    assert b.engine is not None
+    b.settings.memory_headroom_gb = 1e6  # nothing fits on B unless forced
+    forced = await a.load_on("B", "tiny", force=True)
+    assert not forced.ok and forced.code == "force_refused" and forced.status == 403, forced
+    assert forced.message.startswith("B: ") and "only B's owner may force" in forced.message
+    assert "salut load tiny --force" in forced.message
+    assert not b.engine.is_loaded("tiny")
+    # B's owner may (its CLI and UI load through B's own control routes: this call).
+    mine = await b.load_on(None, "tiny", force=True)
+    assert mine.ok and b.engine.is_loaded("tiny"), mine

@@ -274,7 +274,7 @@ class Cluster:
             if method == MODEL_READ:
                 return self.model_files.read(body)
             if method == MODEL_LOAD:
-                return serve_load(self.local, self.events, body)
+                return serve_load(self.local, self.events, body, node_name=self.name)
             if method == MODEL_UNLOAD:
                 return serve_unload(self.local, body)
             if method.startswith(SHARD_METHODS) and self.shards is not None:

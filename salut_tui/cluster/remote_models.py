@@ -5,7 +5,9 @@
     model.unload {model}                       -> {"unloaded": true} or {"error"}
 
 The peer runs its own memory check: a model that does not fit there comes back as its 507
-message, in words, to show here.
+message, in words, to show here. A peer cannot skip that check: `force` is for a node's owner
+only (its CLI and UI, through its own control routes); asked over the link it is refused (403
+`force_refused`), and nothing is loaded.
 """
 
 from __future__ import annotations
@@ -33,8 +35,13 @@ class RemoteLoadResult:
     status: int = 200
 
 
-async def serve_load(local: LocalNode, events: EventBus, body: dict) -> AsyncIterator[bytes]:
+async def serve_load(
+    local: LocalNode, events: EventBus, body: dict, *, node_name: str
+) -> AsyncIterator[bytes]:
     model_id = str(body.get("model", ""))
+    if body.get("force"):
+        yield _error_json(force_refused(node_name, model_id))
+        return
     keep_alive = body.get("keep_alive")
     progress: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -71,6 +78,15 @@ async def serve_unload(local: LocalNode, body: dict) -> AsyncIterator[bytes]:
         yield _error_json(exc)
         return
     yield json.dumps({"unloaded": True}).encode()
+
+
+def force_refused(node_name: str, model_id: str) -> ModelError:
+    """A forced load (past the memory check) asked by a peer: only the node's owner may."""
+    return ModelError(
+        f"only {node_name}'s owner may force a load past the memory check: run "
+        f"`salut load {model_id} --force` on {node_name}, or load without --force",
+        status=403, code="force_refused",
+    )  # fmt: skip
 
 
 def _error_json(exc: ModelError) -> bytes:
