@@ -381,8 +381,27 @@ class Cluster:
 
     # ---- what routing and the node call -------------------------------------------------------
     def peer_facts(self) -> tuple[PeerFacts, ...]:
-        """Every paired peer as the routing decision sees it."""
-        return tuple(f for r in self.table.all() if (f := r.route_facts()) is not None)
+        """Every paired peer as the routing decision sees it; a coordinator of an instance this
+        node is a ready part of is known to serve it before its own state says so."""
+        facts = []
+        for record in self.table.all():
+            f = record.route_facts()
+            if f is None:
+                continue
+            joined = {v.model for v in self._joined(record.node_id) if v.state == "ready"}
+            facts.append(dataclasses.replace(f, sharded=f.sharded | joined) if joined else f)
+        return tuple(facts)
+
+    def _joined(self, coordinator: str) -> list[ShardView]:
+        """This node's parts (rank > 0) of live instances `coordinator` runs. A part knows its
+        coordinator and ranks from the join order itself, at once; the coordinator's own state
+        says so only at its next tick, a second later."""
+        if self.shards is None:
+            return []
+        return [
+            v for v in self.shards.views()
+            if v.rank > 0 and v.coordinator == coordinator and v.state in ("starting", "ready")
+        ]  # fmt: skip
 
     # ---- what sharded instances call (shard.PeerCalls) ----------------------------------------
     def _live_link(self, node_id: str) -> PeerLink:
@@ -398,7 +417,11 @@ class Cluster:
         return await self._live_link(node_id).open_tunnel(method, body)
 
     def shard_coordinator(self, model_id: str) -> str | None:
-        """A healthy peer coordinating a ready sharded instance of `model_id`."""
+        """A linked peer coordinating an instance of `model_id` this node is a part of, else
+        a healthy peer that says it coordinates a ready one."""
+        for record in self.table.all():
+            if record.linked and any(v.model == model_id for v in self._joined(record.node_id)):
+                return record.node_id
         for record in self.table.all():
             if model_id in record.coordinated():
                 return record.node_id
