@@ -29,7 +29,7 @@ async def _relink(x: Cluster, y: Cluster) -> None:
     smaller, other = sorted((x, y), key=lambda c: c.node_id)
     peer = smaller.trust.get(other.node_id)
     assert peer is not None
-    smaller._tasks.spawn(smaller._dial(peer), name="a second link")
+    smaller._tasks.spawn(smaller.linker.dial(peer), name="a second link")
 
 
 async def test_a_stream_on_a_replaced_link_finishes_with_every_token(

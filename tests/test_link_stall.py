@@ -94,14 +94,14 @@ async def test_a_stalled_link_is_closed_and_its_peer_marked_unreachable(
     # The smaller id dials the relayed link, so both ends keep it (the crossed-links rule).
     x, y = sorted(pair_ab, key=lambda n: n.cluster.node_id)  # type: ignore[union-attr]
     sender, peer_node = x.cluster, y.cluster
-    assert sender is not None and peer_node is not None and sender._session is not None
+    assert sender is not None and peer_node is not None and sender.linker.session is not None
     relay = FreezingRelay(("127.0.0.1", y.port))
     await relay.start()
     trusted = sender.trust.get(peer_node.node_id)
     assert trusted is not None
-    ws, cipher = await dial(sender._session, sender.identity, trusted, relay.address)
-    link = sender._make_link(ws, cipher, trusted, initiator=True)
-    sender._tasks.spawn(sender._run_link(link), name="the relayed link")
+    ws, cipher = await dial(sender.linker.session, sender.identity, trusted, relay.address)
+    link = sender._make_link(ws, cipher, trusted, True)
+    sender._tasks.spawn(sender.linker.run_link(link), name="the relayed link")
     await until(
         lambda: _link(sender, peer_node) is link and _link(peer_node, sender) is not None,
         what="the relayed link in use on both ends",

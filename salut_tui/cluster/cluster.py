@@ -2,14 +2,12 @@
 facts routing needs about peers (`peer_facts`), and proxying to them (`proxy`). Built by `Node`
 unless the mode is solo; it sees the node only through the narrow `LocalNode` protocol.
 
-Links: every paired peer gets one link. Both ends dial when they have none; if two links cross,
-both ends keep the one dialled by the smaller node id, so they agree without talking. The other
-link drains (`PeerLink.drain`): a stream already on it finishes there, new ones take the kept one.
+Links: every paired peer gets one link (`linking.Linker`: dialling, accepting, which of two
+crossed links to keep); this class gives each link its handlers and reads what comes back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -22,19 +20,11 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
-from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
-from salut_tui.cluster.link import (
-    LinkLost,
-    NotPaired,
-    PeerLink,
-    Stream,
-    UnpairedByPeer,
-    accept,
-    dial,
-)
+from salut_tui.cluster.link import LinkLost, PeerLink, Stream
+from salut_tui.cluster.linking import AnyWebSocket, Linker
 from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ, ModelFiles
 from salut_tui.cluster.models import merge_models, merge_sharded
@@ -56,7 +46,6 @@ from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus, PairingChanged, PeersChanged
 from salut_tui.pairing.files import ensure_private_dir
 from salut_tui.pairing.identity import Identity
-from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.service import PairingService, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
@@ -66,12 +55,6 @@ from salut_tui.views import ClusterView, ModelInfo, PeerView, ShardView, to_json
 
 log = logging.getLogger(__name__)
 
-DIAL_EVERY = 0.25  # how often the dialer looks for paired peers without a link
-MAX_BACKOFF = 2.0  # a returning peer is picked up within this
-DIAL_FAILURES = (
-    NotPaired, CryptoFailure, aiohttp.ClientError, OSError, TimeoutError, KeyError, TypeError,
-    ValueError,
-)  # fmt: skip
 AVAILABLE_REFRESH = 10.0  # seconds between rescans of the models this node could load
 
 
@@ -110,10 +93,10 @@ class Cluster:
         self._session: aiohttp.ClientSession | None = None
         self._discovery: MdnsDiscovery | None = None
         self._tasks = Supervisor("cluster")
-        self._dialing: set[str] = set()
-        self._backoff: dict[str, tuple[float, float]] = {}  # node id -> (next try, delay)
-        self._links: set[PeerLink] = set()  # every live link, attached or not yet
-        self._stopping = False
+        self.linker = Linker(
+            self.identity, self.trust, self.table, self._tasks, make_link=self._make_link,
+            on_change=self._changed, on_unpaired_by_peer=self._forget_trust,
+        )  # fmt: skip
         self._available: tuple[float, list[str]] = (float("-inf"), [])
         self.model_files = ModelFiles(local.locate_model)
         self.shards: ShardEndpoint | None = None  # plugged in by the node when it can run shards
@@ -151,16 +134,15 @@ class Cluster:
                 on_gone=self._gone,
             )
             self._tasks.keep_running(manual.run, name="listed peers")
-        self._tasks.keep_running(self._dial_loop, name="dial loop")
+        self.linker.start(self._session)
         log.info(
             "node id %s (%s), %d paired peer(s)", self.node_id, self.name, len(self.trust.all())
         )
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.linker.stopping = True  # no new links from here on
         await self._tasks.stop()
-        for link in list(self._links):
-            await link.close()
+        await self.linker.close_all()
         if self._discovery is not None:
             await self._discovery.stop()
         if self._session is not None:
@@ -179,7 +161,7 @@ class Cluster:
         new_address = known is None or address not in known.candidates
         record = self.table.upsert(node_id, name, address, source, version)
         if record.paired and not record.linked and new_address:
-            self._backoff.pop(node_id, None)
+            self.linker.retry_now(node_id)
         if is_new:
             self._changed(f"seen {record.name}")
 
@@ -188,82 +170,13 @@ class Cluster:
             self._changed("lost")
 
     # ---- links -----------------------------------------------------------------------------
-    async def _dial_loop(self) -> None:
-        while True:
-            now = time.monotonic()
-            for peer in self.trust.all():
-                record = self.table.get(peer.node_id)
-                if record is None or record.linked or peer.node_id in self._dialing:
-                    continue
-                if now >= self._backoff.get(peer.node_id, (0.0, 0.0))[0]:
-                    self._dialing.add(peer.node_id)
-                    self._tasks.spawn(self._dial(peer), name=f"dial {peer.name}")
-            await asyncio.sleep(DIAL_EVERY)
-
-    async def _dial(self, peer: TrustedPeer) -> None:
-        try:
-            ws, cipher, address = await self._dial_any(peer)
-        except UnpairedByPeer as exc:
-            log.info("%s", exc)
-            self._forget_trust(peer.node_id)
-            return
-        except DIAL_FAILURES as exc:
-            delay = min(MAX_BACKOFF, max(0.25, self._backoff.get(peer.node_id, (0.0, 0.0))[1] * 2))
-            self._backoff[peer.node_id] = (time.monotonic() + delay, delay)
-            record = self.table.get(peer.node_id)
-            if record is not None and not record.dial_failed and not record.linked:
-                record.dial_failed = True
-                log.info(
-                    "peer %s unreachable at %s: %s",
-                    peer.name,
-                    peer.address,
-                    exc or type(exc).__name__,
-                )
-                self._changed(f"{peer.name} unreachable")
-            return
-        finally:  # whatever happened, the dial loop may try this peer again
-            self._dialing.discard(peer.node_id)
-        self._backoff.pop(peer.node_id, None)
-        # The handshake proved the peer's key at this address: the trust store learns it.
-        peer = self.trust.prove_address(peer.node_id, address) or peer
-        await self._run_link(self._make_link(ws, cipher, peer, initiator=True))
-
-    async def _dial_any(
-        self, peer: TrustedPeer
-    ) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher, str]:
-        """Each proven address, then each announced candidate, until one signs as the peer.
-        Every try is bounded (link.dial), so a tarpit or a flood of junk costs seconds, not
-        the loop."""
-        assert self._session is not None
-        record = self.table.get(peer.node_id)
-        failure: Exception = OSError("no address known")
-        for address in dial_order(peer.addresses, record.candidates if record else ()):
-            try:
-                ws, cipher = await dial(self._session, self.identity, peer, address)
-            except UnpairedByPeer:
-                raise
-            except DIAL_FAILURES as exc:
-                failure = exc
-                continue
-            return ws, cipher, address
-        raise failure
-
     async def accept_link(
         self, ws: web.WebSocketResponse, on_authenticated: Callable[[], None] = lambda: None
     ) -> None:
-        if self._stopping:
-            raise NotPaired("this node is stopping")
-        cipher, peer = await accept(ws, self.identity, self.trust)
-        on_authenticated()
-        await self._run_link(self._make_link(ws, cipher, peer, initiator=False))
+        await self.linker.accept(ws, on_authenticated)
 
     def _make_link(
-        self,
-        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-        cipher: FrameCipher,
-        peer: TrustedPeer,
-        *,
-        initiator: bool,
+        self, ws: AnyWebSocket, cipher: FrameCipher, peer: TrustedPeer, initiator: bool
     ) -> PeerLink:
         def handler(method: str, body: dict) -> AsyncIterator[bytes]:
             # Every method here is open to this one paired peer only (the link proved who it is).
@@ -290,38 +203,6 @@ class Cluster:
             ws, cipher, peer=peer, initiator=initiator, handler=handler, state=self.local_state,
             on_state=self._on_state, on_notice=self._on_notice, tunnel_handler=tunnels,
         )  # fmt: skip
-
-    async def _run_link(self, link: PeerLink) -> None:
-        peer = link.peer
-        if self._stopping or peer.node_id not in self.trust:  # unpaired while dialling
-            await link.close()
-            return
-        record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
-        record.paired = True
-        current = record.link if record.linked else None
-        dialer = self.node_id if link.initiator else peer.node_id
-        self._links.add(link)
-        if current is None or dialer == min(self.node_id, peer.node_id):
-            # Attach before the one it replaces drains, so that link's ending finds itself
-            # replaced and does not mark the peer unreachable.
-            record.link, record.dial_failed, record.last_seen = link, False, time.time()
-            if current is not None:
-                current.drain()  # its streams finish on it; new requests take this link
-            self._changed(f"linked {peer.name}")
-        else:
-            # The other end keeps the existing link too; but it may have carried a stream on
-            # this one before it saw ours (two links crossed), so this one drains as well.
-            link.drain()
-        try:
-            await link.run()
-        finally:
-            self._links.discard(link)
-            if record.link is link:
-                record.link, record.dial_failed, record.state = None, True, {}
-                self._backoff.pop(peer.node_id, None)
-                if not record.paired:  # unpaired while linked: keep it only if still discovered
-                    self.table.forget_source(peer.node_id, "trust")
-                self._changed(f"{peer.name} unreachable")
 
     def local_state(self) -> dict:
         """What this node tells its peers every second (see PeerLink)."""
@@ -361,14 +242,16 @@ class Cluster:
         if body.get("unpaired"):
             log.info("peer %s unpaired this node", link.peer.name)
             self._forget_trust(link.peer.node_id)
-            self._tasks.spawn(self._close_links(link.peer.node_id), name=f"close {link.peer.name}")
+            self._tasks.spawn(
+                self.linker.close_links(link.peer.node_id), name=f"close {link.peer.name}"
+            )
 
     def _paired(self, peer: TrustedPeer) -> None:
         # The address pairing proved is the one to dial; what discovery announced for this id
         # stays a candidate (see _dial_any).
         record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
         record.paired, record.dial_failed = True, False
-        self._backoff.pop(peer.node_id, None)
+        self.linker.retry_now(peer.node_id)
         self._changed(f"paired {peer.name}")
 
     def _forget_trust(self, node_id: str) -> None:
@@ -553,13 +436,8 @@ class Cluster:
             with contextlib.suppress(Exception):
                 await link.notice({"unpaired": True})
         self._forget_trust(record.node_id)
-        await self._close_links(record.node_id)
+        await self.linker.close_links(record.node_id)  # the draining ones too
         return trusted
-
-    async def _close_links(self, node_id: str) -> None:
-        """Every link to this peer, the draining ones too (it is no longer paired)."""
-        for link in [lk for lk in self._links if lk.peer.node_id == node_id]:
-            await link.close()
 
 
 def r_models(record: PeerRecord) -> frozenset[str]:

@@ -51,7 +51,7 @@ async def serve_load(
 
     unsubscribe = events.subscribe(watch)
     task = asyncio.ensure_future(
-        local.load_model(model_id, force=bool(body.get("force")), keep_alive=keep_alive)
+        local.load_model(model_id, keep_alive=keep_alive)  # never forced: see above
     )
     try:
         while not task.done():
@@ -61,6 +61,8 @@ async def serve_load(
                 yield json.dumps(getter.result()).encode()
             else:
                 getter.cancel()
+        while not progress.empty():  # the last steps may land in the same turn as the end
+            yield json.dumps(progress.get_nowait()).encode()
         try:
             info = task.result()
         except ModelError as exc:
