@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from salut_tui.cluster.link import LINK_PATH, PeerLink, accept, dial
+from salut_tui.cluster.link import PeerLink
+from salut_tui.cluster.link_handshake import LINK_PATH, accept, dial
 from salut_tui.cluster.tunnel import Tunnel
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.trust import TrustedPeer, TrustStore

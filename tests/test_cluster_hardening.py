@@ -20,7 +20,7 @@ from aiohttp import web
 
 from salut_tui.cluster.addresses import dial_order, note_candidate
 from salut_tui.cluster.frames import MAX_WIRE_MESSAGE
-from salut_tui.cluster.link import LINK_PATH, NotPaired, dial
+from salut_tui.cluster.link_handshake import LINK_PATH, NotPaired, dial
 from salut_tui.cluster.routes import PRE_AUTH_MAX, PRE_AUTH_PER_SOURCE
 from salut_tui.config import Settings
 from salut_tui.engine.types import Finish, GenerationRequest, SamplingParams, Token

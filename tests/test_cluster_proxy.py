@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from salut_tui.cluster.link import LINK_PATH, PeerLink, accept, dial
+from salut_tui.cluster.link import PeerLink
+from salut_tui.cluster.link_handshake import LINK_PATH, accept, dial
 from salut_tui.cluster.proxy import GENERATE, generate_remote
 from salut_tui.cluster.wire import chunk_to_bytes, request_from_json
 from salut_tui.engine.types import Error, Finish, GenerationRequest, Token, Usage

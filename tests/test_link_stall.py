@@ -17,7 +17,8 @@ import pytest
 
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.frames import Kind
-from salut_tui.cluster.link import LinkLost, PeerLink, dial
+from salut_tui.cluster.link import LinkLost, PeerLink
+from salut_tui.cluster.link_handshake import dial
 from salut_tui.events import PeersChanged
 from salut_tui.node import Node
 from tests.helpers import until

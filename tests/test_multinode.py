@@ -28,7 +28,7 @@ import aiohttp
 import pytest
 from openai import OpenAI
 
-from salut_tui.cluster.link import NotPaired, dial
+from salut_tui.cluster.link_handshake import NotPaired, dial
 from salut_tui.pairing.exchange import Party, start_pake
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.machine import Role

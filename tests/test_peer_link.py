@@ -31,16 +31,8 @@ from salut_tui.cluster.handshake import (
     sign_transcript,
     verify_transcript,
 )
-from salut_tui.cluster.link import (
-    LINK_PATH,
-    LinkLost,
-    NotPaired,
-    PeerLink,
-    RemoteError,
-    UnpairedByPeer,
-    accept,
-    dial,
-)
+from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
+from salut_tui.cluster.link_handshake import LINK_PATH, NotPaired, UnpairedByPeer, accept, dial
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.trust import TrustStore

@@ -1,4 +1,4 @@
-"""The peer link's authenticated key exchange (pure functions; `link.py` moves the bytes).
+"""The peer link's authenticated key exchange (pure functions; `link_handshake` moves bytes).
 
 Signed ephemeral Diffie-Hellman, the ISO 9798-3 / SIGMA shape:
     I -> R  {I's node id, R's expected node id, I's ephemeral X25519 key}

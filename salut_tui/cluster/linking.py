@@ -18,7 +18,8 @@ from aiohttp import web
 
 from salut_tui.cluster.addresses import dial_order
 from salut_tui.cluster.frames import FrameCipher
-from salut_tui.cluster.link import NotPaired, PeerLink, UnpairedByPeer, accept, dial
+from salut_tui.cluster.link import PeerLink
+from salut_tui.cluster.link_handshake import NotPaired, UnpairedByPeer, accept, dial
 from salut_tui.cluster.peers import PeerTable
 from salut_tui.pairing.identity import Identity
 from salut_tui.pairing.keys import CryptoFailure
@@ -133,7 +134,7 @@ class Linker:
         self, peer: TrustedPeer
     ) -> tuple[aiohttp.ClientWebSocketResponse, FrameCipher, str]:
         """Each proven address, then each announced candidate, until one signs as the peer.
-        Every try is bounded (link.dial), so a tarpit or a flood of junk costs seconds, not
+        Every try is bounded (link_handshake.dial), so a tarpit or a flood of junk costs seconds, not
         the loop."""
         assert self.session is not None
         record = self.table.get(peer.node_id)

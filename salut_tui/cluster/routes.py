@@ -29,7 +29,7 @@ from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
 from salut_tui.cluster.control_http import control_error, json_body
 from salut_tui.cluster.discovery import HELLO_PATH
 from salut_tui.cluster.frames import MAX_WIRE_MESSAGE
-from salut_tui.cluster.link import LINK_PATH, NotPaired
+from salut_tui.cluster.link_handshake import LINK_PATH, NotPaired
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.pairing.reasons import http_status
 from salut_tui.pairing.service import PAIR_MAX_MESSAGE, PAIR_PATH, PairingError
