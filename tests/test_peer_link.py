@@ -180,6 +180,23 @@ async def test_peer_loss_fails_open_streams_at_once(pair_of_nodes) -> None:  # t
         await link.open("count", {"n": 1})
 
 
+async def test_a_draining_link_finishes_its_streams_then_closes(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
+    session, i_id, r_peer, accepted, _ = pair_of_nodes
+    ws, cipher = await dial(session, i_id, r_peer)
+    link = _link(ws, cipher, r_peer, True)
+    reader = asyncio.create_task(link.run())
+    running = await link.open("count", {"n": 20, "delay": 0.05})
+    await until(lambda: accepted and accepted[0]._serving)
+    responder = accepted[0]
+    responder.drain()  # a newer link to I replaces this one, at R
+    with pytest.raises(LinkLost, match="replaced"):
+        await responder.open("count", {"n": 1})  # R opens nothing new on it
+    assert await link.request("count", {"n": 1}) == 0  # I had not switched yet: still served
+    assert [p async for p in running] == [str(i).encode() for i in range(20)]  # not cut
+    await asyncio.wait_for(reader, 5)  # quiet at last: R closes it, and it ends at I too
+    assert responder.closed and link.closed
+
+
 async def test_state_and_ping_flow_both_ways(pair_of_nodes) -> None:  # type: ignore[no-untyped-def]
     session, i_id, r_peer, *_ = pair_of_nodes
     ws, cipher = await dial(session, i_id, r_peer)
