@@ -20,6 +20,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
+from salut_tui.cluster.bulk import MODEL_BULK
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
 from salut_tui.cluster.frames import FrameCipher
@@ -98,7 +99,7 @@ class Cluster:
             on_change=self._changed, on_unpaired_by_peer=self._forget_trust,
         )  # fmt: skip
         self._available: tuple[float, list[str]] = (float("-inf"), [])
-        self.model_files = ModelFiles(local.locate_model)
+        self.model_files = ModelFiles(local.locate_model, lambda: local.port)
         self.shards: ShardEndpoint | None = None  # plugged in by the node when it can run shards
 
     @property
@@ -186,6 +187,8 @@ class Cluster:
                 return self.model_files.manifest(body)
             if method == MODEL_READ:
                 return self.model_files.read(body)
+            if method == MODEL_BULK:  # a ticket keyed to this link session only
+                return self.model_files.bulk_ticket(peer.node_id, cipher.exporter(), body)
             if method == MODEL_LOAD:
                 return serve_load(self.local, self.events, body, node_name=self.name)
             if method == MODEL_UNLOAD:
@@ -256,6 +259,7 @@ class Cluster:
 
     def _forget_trust(self, node_id: str) -> None:
         self.trust.remove(node_id)
+        self.model_files.tickets.forget_peer(node_id)
         record = self.table.get(node_id)
         if record is not None:
             record.paired = False

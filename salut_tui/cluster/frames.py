@@ -17,7 +17,7 @@ from enum import IntEnum
 from nacl.bindings import crypto_secretbox, crypto_secretbox_open
 from nacl.exceptions import CryptoError
 
-from salut_tui.pairing.keys import CryptoFailure
+from salut_tui.pairing.keys import CryptoFailure, derive_key
 
 _HEADER = struct.Struct(">BI")
 
@@ -68,6 +68,13 @@ class FrameCipher:
         self._receive_key = receive_key
         self._sent = 0
         self._received = 0
+
+    def exporter(self) -> bytes:
+        """A secret both ends of this link session share, to key another channel tied to it
+        (the bulk path of a model copy, see bulk_crypto.py): derived from the two traffic keys
+        in a fixed order under its own purpose, so it reveals nothing about them."""
+        low, high = sorted((self._send_key, self._receive_key))
+        return derive_key(low + high, "salut link exporter")
 
     def seal(self, plaintext: bytes) -> bytes:
         nonce = self._sent.to_bytes(24, "little")

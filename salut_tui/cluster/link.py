@@ -149,6 +149,15 @@ class PeerLink:
         if self.draining:  # the caller asks its peer record again and gets the new link
             raise LinkLost(f"link to {self.peer.name} was replaced")
 
+    def exporter(self) -> bytes:
+        """A secret only the two ends of this link session know (FrameCipher.exporter)."""
+        return self._cipher.exporter()
+
+    def remote_host(self) -> str | None:
+        """The peer's IP address as this link's connection sees it."""
+        peername = self.ws.get_extra_info("peername")
+        return str(peername[0]) if peername else None
+
     async def open(self, method: str, body: dict) -> Stream:
         self._refuse_if_draining()
         stream = Stream(self, next(self._ids))

@@ -3,6 +3,8 @@ exists only between paired nodes).
 
     model.manifest {model}                        -> one JSON payload: the manifest
     model.read     {model, name, offset, length}  -> DATA payloads of READ_BLOCK bytes
+    model.bulk     {model, name, offset, length}  -> {"ticket", "port"}: the same range, read
+                                                     once over the bulk path (bulk.py)
 
 A read names a file by the name the manifest gave; it is served only if that name is one of the
 model directory's own model files now (`model_file_names`), and only within the file's size: no
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from salut_tui.cluster.bulk_tickets import TicketTable
 from salut_tui.transfer.manifest import (
     HashCache,
     TransferError,
@@ -32,10 +36,15 @@ READ_BLOCK = 1024 * 1024  # one DATA payload (the link cuts it into <=16 KiB fra
 class ModelFiles:
     """Serves this node's model files to peers. `locate` maps a model id to its directory."""
 
-    def __init__(self, locate: Callable[[str], Path | None]) -> None:
+    def __init__(self, locate: Callable[[str], Path | None], port: Callable[[], int]) -> None:
         self._locate = locate
+        self._port = port  # where this node's bulk path listens (its API port)
         self._hashes = HashCache()
+        self.tickets = TicketTable()
         self.bytes_served = 0  # over this process's life (tests, the bench)
+
+    def served(self, count: int) -> None:
+        self.bytes_served += count
 
     def _directory(self, model_id: object) -> Path:
         if not isinstance(model_id, str) or not model_id:
@@ -51,19 +60,37 @@ class ModelFiles:
         manifest = await asyncio.to_thread(build_manifest, str(model_id), directory, self._hashes)
         yield json.dumps(manifest.to_json()).encode()
 
-    async def read(self, body: dict) -> AsyncIterator[bytes]:
+    async def _range(self, body: dict) -> tuple[Path, str, int, int]:
+        """The file and byte range a read asks for, refused unless it is a model file of that
+        model and the range lies within it."""
         directory = self._directory(body.get("model"))
         name = check_name(body.get("name"))
         if name not in await asyncio.to_thread(model_file_names, directory):
             raise TransferError(f"'{name}' is not a file of this model")
         offset, length = body.get("offset"), body.get("length")
-        if not isinstance(offset, int) or not isinstance(length, int) or offset < 0 or length < 0:
+        if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in (offset, length)):
             raise TransferError("offset and length must be whole numbers")
-        fh = await asyncio.to_thread((directory / name).open, "rb")
+        assert isinstance(offset, int) and isinstance(length, int)
+        size = (await asyncio.to_thread((directory / name).stat)).st_size
+        if offset + length > size:
+            raise TransferError(f"'{name}' has {size} bytes, fewer than asked for")
+        return directory / name, name, offset, length
+
+    async def bulk_ticket(
+        self, peer_id: str, link_secret: bytes, body: dict
+    ) -> AsyncIterator[bytes]:
+        """A one-time ticket for reading this range over the bulk path (bulk.py)."""
+        path, name, offset, length = await self._range(body)
+        ticket = self.tickets.issue(
+            peer_id=peer_id, link_secret=link_secret, path=path, name=name, offset=offset,
+            length=length, now=time.monotonic(),
+        )  # fmt: skip
+        yield json.dumps({"ticket": ticket.ticket.hex(), "port": self._port()}).encode()
+
+    async def read(self, body: dict) -> AsyncIterator[bytes]:
+        path, name, offset, length = await self._range(body)
+        fh = await asyncio.to_thread(path.open, "rb")
         try:
-            size = await asyncio.to_thread(lambda: fh.seek(0, 2))
-            if offset + length > size:
-                raise TransferError(f"'{name}' has {size} bytes, fewer than asked for")
             await asyncio.to_thread(fh.seek, offset)
             left = length
             while left > 0:

@@ -2,6 +2,9 @@
 write them into a staging directory, verify every file against the sender's SHA-256, and only
 then move the directory to where the registry finds models.
 
+Bytes travel on the bulk path (bulk.py: one-time tickets over the link, large AES-GCM records
+on a plain HTTP connection), or over the link itself when the peer is too old for it.
+
 Staging: `<models_dir>/.incoming/<org>--<name>/` holds `<file>.part` (pieces at their offsets),
 `<file>` once verified, and the resume state (`.salut-manifest.json`, `.salut-pieces.log`). The
 registry skips dot directories, and the final `rename` is atomic, so a partial copy is never
@@ -14,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -21,8 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+
+from salut_tui.cluster.bulk import BulkReader, OldPeer, Threads, bulk_session
 from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ
+from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.transfer.manifest import Manifest, TransferError, check_name, sha256_file
 from salut_tui.transfer.plan import (
     PIECE_SIZE,
@@ -36,6 +44,8 @@ from salut_tui.transfer.plan import (
     resume,
     staging_name,
 )
+
+log = logging.getLogger(__name__)
 
 INCOMING = ".incoming"
 MANIFEST_FILE = ".salut-manifest.json"
@@ -69,6 +79,7 @@ async def pull_model(
     *,
     in_flight: int = IN_FLIGHT,
     piece_size: int = PIECE_SIZE,
+    bulk: bool = True,
 ) -> Path:
     """Copy `model_id` from the peer at the other end of `link`; its directory here."""
     final = final_directory(models_root, model_id)
@@ -85,7 +96,7 @@ async def pull_model(
     state, pieces = await asyncio.to_thread(_prepare, staging, manifest, piece_size)
     check_space(bytes_of(pieces), shutil.disk_usage(staging).free)
     copier = _Copier(link, model_id, manifest, staging, pieces, state.verified, report)
-    await copier.run(in_flight)
+    await copier.run(in_flight, bulk)
     await asyncio.to_thread(_publish, staging, final)
     report(PullProgress(manifest.total_bytes, manifest.total_bytes, copier.received, "done"))
     return final
@@ -194,8 +205,13 @@ class _Copier:
         resumed = {f.name for f in manifest.files} - {p.name for p in pieces if p.index == 0}
         fresh = {p.name for p in pieces} - resumed
         self.hashers = {name: InOrderHash() for name in fresh}
+        self.threads = Threads()  # file writes: done before a descriptor is closed
+        self.bulk: BulkReader | None = None
 
-    async def run(self, in_flight: int) -> None:
+    async def run(self, in_flight: int, bulk: bool) -> None:
+        session = bulk_session()
+        if bulk:
+            self.bulk = BulkReader(self.link, self.model_id, session, self.threads)
         try:
             for name in [f.name for f in self.manifest.files if f.name not in self.verified]:
                 if self.left.get(name, 0) == 0:  # every piece came in an earlier attempt
@@ -212,6 +228,8 @@ class _Copier:
                     hasher.cancel()
                 await asyncio.gather(*workers, *self.checks, return_exceptions=True)
         finally:
+            await session.close()
+            await self.threads.drain()
             self.log.close()
             for fd in self.fds.values():
                 os.close(fd)
@@ -235,42 +253,60 @@ class _Copier:
             if self.left[piece.name] == 0:
                 self.checks.append(asyncio.ensure_future(self._verify(piece.name)))
 
+    def _arrived(self, count: int) -> None:
+        self.received += count
+        self.done += count
+        now = time.monotonic()
+        if now - self._last_report > 0.1:
+            self._last_report = now
+            self.report(self._progress("copying"))
+
     async def _fetch(self, piece: Piece) -> None:
         fd = self._fd(piece.name)
+        peer = self.link.peer.name
+        blocks = None
+        try:
+            if self.bulk is not None:
+                try:
+                    blocks = await self.bulk.fetch(piece, fd, self._arrived)
+                except OldPeer:
+                    log.info("%s serves no bulk path: copying over the link", peer)
+                    self.bulk = None
+            if blocks is None:
+                blocks = await self._fetch_over_link(piece, fd)
+        except RemoteError as exc:
+            raise TransferError(f"{peer}: {exc}") from None
+        except CryptoFailure as exc:  # the piece is not logged: fetched again next time
+            raise TransferError(f"a piece of {piece.name} from {peer}: {exc}") from None
+        except (LinkLost, ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+            raise TransferError(
+                f"{peer} went away during the copy; run the pull again to go on"
+            ) from None
+        hasher = self.hashers.get(piece.name)
+        if hasher is not None:
+            hasher.add(piece.offset, blocks)
+
+    async def _fetch_over_link(self, piece: Piece, fd: int) -> list[bytes]:
         body = {
             "model": self.model_id, "name": piece.name, "offset": piece.offset,
             "length": piece.length,
         }  # fmt: skip
         offset = piece.offset
         blocks: list[bytes] = []
+        stream = await self.link.open(MODEL_READ, body)
         try:
-            stream = await self.link.open(MODEL_READ, body)
-            try:
-                async for payload in stream:
-                    if offset + len(payload) > piece.offset + piece.length:
-                        raise TransferError(f"{self.link.peer.name} sent more than was asked")
-                    blocks.append(payload)
-                    await asyncio.to_thread(os.pwrite, fd, payload, offset)
-                    offset += len(payload)
-                    self.received += len(payload)
-                    self.done += len(payload)
-                    now = time.monotonic()
-                    if now - self._last_report > 0.1:
-                        self._last_report = now
-                        self.report(self._progress("copying"))
-            finally:
-                await stream.aclose()
-        except RemoteError as exc:
-            raise TransferError(f"{self.link.peer.name}: {exc}") from None
-        except (LinkLost, ConnectionError):
-            raise TransferError(
-                f"{self.link.peer.name} went away during the copy; run the pull again to go on"
-            ) from None
+            async for payload in stream:
+                if offset + len(payload) > piece.offset + piece.length:
+                    raise TransferError(f"{self.link.peer.name} sent more than was asked")
+                blocks.append(payload)
+                await self.threads.run(os.pwrite, fd, payload, offset)
+                offset += len(payload)
+                self._arrived(len(payload))
+        finally:
+            await stream.aclose()
         if offset != piece.offset + piece.length:
             raise TransferError(f"{self.link.peer.name} sent a short piece of {piece.name}")
-        hasher = self.hashers.get(piece.name)
-        if hasher is not None:
-            hasher.add(piece.offset, blocks)
+        return blocks
 
     async def _verify(self, name: str) -> None:
         entry = self.manifest.entry(name)

@@ -4,6 +4,8 @@ key never opens them and peer credentials never open /v1).
     GET  /salut/hello                  public facts, the same as the mDNS TXT record
     GET  /salut/pair    (websocket)    the pairing protocol; refused unless a code is waiting
     GET  /salut/link    (websocket)    the peer link; refused unless the caller is paired
+    GET  /salut/bulk                   the bytes of one piece of a model copy; refused unless it
+                                       brings a one-time ticket issued over a link, and its proof
     /salut/control/...                 the `salut pair/peers/unpair` commands; they need the
                                        token written (mode 0600) in this node's data dir
 
@@ -24,6 +26,7 @@ from collections.abc import Callable, Iterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from salut_tui.cluster.bulk import BULK_PATH, serve_bulk
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX
 from salut_tui.cluster.control_http import control_error, json_body
@@ -115,6 +118,12 @@ def install(app: web.Application, cluster: Cluster) -> None:
             await ws.close()
         return ws
 
+    async def bulk(request: web.Request) -> web.StreamResponse:
+        # Open to the LAN like the link, but worth nothing without a ticket: a stranger gets a
+        # 403 after a dict lookup, before any file is opened or any buffer allocated.
+        files = cluster.model_files
+        return await serve_bulk(request, files.tickets, files.served)
+
     @web.middleware
     async def control_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith(CONTROL_PREFIX):
@@ -168,6 +177,7 @@ def install(app: web.Application, cluster: Cluster) -> None:
     app.router.add_get(HELLO_PATH, hello)
     app.router.add_get(PAIR_PATH, pair)
     app.router.add_get(LINK_PATH, link)
+    app.router.add_get(BULK_PATH, bulk)
     app.router.add_get(f"{CONTROL_PREFIX}/peers", peers)
     app.router.add_get(f"{CONTROL_PREFIX}/pair", pairing_status)
     app.router.add_post(f"{CONTROL_PREFIX}/pair/code", pair_code)
