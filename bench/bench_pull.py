@@ -2,10 +2,12 @@
 processes: B holds a model of `--size` MiB of weights, A runs `salut pull` (the control route it
 uses) and the bench times it against `cp -r` of the same directory.
 
-Reports the median wall time and MB/s of each, the ratio (target >= 0.5), and where a pull's
-time goes: the manifest (the sender hashes every file once; cached afterwards), the copy over
-the link, and the final SHA-256 checks on the receiver; plus single-core figures for the two
-costs each byte pays in Python's hands: SHA-256 and the link's encryption (16 KiB frames).
+cp and pull runs alternate (the machine's load from other jobs changes by the second); each run
+reports wall time, MB/s, the ratio (target >= 0.5) and the CPU seconds of cp, of the puller and
+of the sender. Then where a pull's time goes: the manifest (the sender hashes every file once;
+cached afterwards), the copy, and the final SHA-256 checks on the receiver; plus single-core
+figures for what each byte pays: SHA-256, the bulk path's AES-256-GCM records, and (for
+comparison) the link's 16 KiB SecretBox frames, which carried the copy before the bulk path.
 
     python bench/bench_pull.py [--size 512] [--runs 3]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -47,19 +50,29 @@ def dir_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 
 
-def time_cp(source: Path, tmp: Path, runs: int) -> list[float]:
-    times = []
-    for i in range(runs):
-        target = tmp / f"cp-{i}"
-        start = time.perf_counter()
-        subprocess.run(["cp", "-r", str(source), str(target)], check=True)
-        times.append(time.perf_counter() - start)
-        shutil.rmtree(target)
-    return times
+def time_cp(source: Path, target: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one `cp -r` of `source` (from the page cache)."""
+    before = os.times()
+    start = time.perf_counter()
+    subprocess.run(["cp", "-r", str(source), str(target)], check=True)
+    wall = time.perf_counter() - start
+    after = os.times()
+    shutil.rmtree(target)
+    return wall, (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
 
 
-def pull_once(a: Proc) -> dict[str, float]:
-    """One pull through A's control route; the wall time of each stage as A reported it."""
+def cpu_seconds(proc: Proc) -> float:
+    """User + system CPU time of a node process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{proc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pull_once(a: Proc, b: Proc) -> dict[str, float]:
+    """One pull through A's control route; the wall time of each stage as A reported it, and
+    the CPU time each node spent."""
+    cpu_before = cpu_seconds(a), cpu_seconds(b)
     body = json.dumps({"model": MODEL, "from": "B"}).encode()
     req = urllib.request.Request(f"{a.base}/salut/control/models/pull", data=body, method="POST")
     req.add_header("X-Salut-Control", a.token())
@@ -76,6 +89,8 @@ def pull_once(a: Proc) -> dict[str, float]:
         raise SystemExit(f"pull failed: {last}")
     marks["total"] = time.perf_counter() - start
     marks["bytes"] = float(last["total"])
+    marks["cpu_puller"] = cpu_seconds(a) - cpu_before[0]
+    marks["cpu_sender"] = cpu_seconds(b) - cpu_before[1]
     return marks
 
 
@@ -99,6 +114,19 @@ def seal_rate(total: int = 256 << 20) -> float:
     return total / (time.perf_counter() - start) / MB
 
 
+def record_rate(total: int = 256 << 20) -> float:
+    """Seal + open of the bulk path's records (AES-256-GCM, 4 MiB), one core."""
+    from salut_tui.cluster.bulk_crypto import RECORD_SIZE, RangeSealer, ticket_keys
+
+    ticket = b"t" * 16
+    sealer = RangeSealer(ticket_keys(b"k" * 32, ticket), ticket, "x", 0, total)
+    record = b"x" * RECORD_SIZE
+    start = time.perf_counter()
+    for index in range(total // RECORD_SIZE):
+        sealer.open(index, sealer.seal(index, record))
+    return total / (time.perf_counter() - start) / MB
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512, help="MiB of weights")
@@ -110,7 +138,6 @@ def main() -> int:
         make_model(b_models, args.size)
         size = dir_bytes(b_models)
         hash_rate(b_models / "model-big.safetensors")  # warm the page cache for both contestants
-        cp_times = time_cp(b_models, tmp, args.runs)
         a = Proc(tmp, "A", free_port(), {})
         b = Proc(tmp, "B", free_port(), {})
         # B's data dir must hold the model: its models dir is <data>/models.
@@ -128,32 +155,40 @@ def main() -> int:
                 return any(p["health"] == "ok" and MODEL in p["available_models"] for p in peers)
 
             a.wait(b_has_it, "A sees B's model", 60)
-            pulls = []
-            for i in range(args.runs + 1):  # the first one pays the sender's hashing
-                pulls.append(pull_once(a))
+            pulls, cps, loads = [], [], []
+            for i in range(args.runs + 1):  # the first pull pays the sender's hashing
+                if i > 0:  # cp and pull alternate, so both see the same load from other jobs
+                    cps.append(time_cp(b_models, tmp / "cp"))
+                pulls.append(pull_once(a, b))
+                loads.append(os.getloadavg()[0])
                 shutil.rmtree(a.root / "data" / "models" / MODEL)
                 print(f"pull {i}: {pulls[-1]}", file=sys.stderr)
         finally:
             a.stop()
             b.stop()
         warm = pulls[1:]
-        cp_s = statistics.median(cp_times)
-        pull_s = statistics.median(p["total"] for p in warm)
+        print(f"model: {size / MB:.0f} MB ({args.size} MiB of weights), runs: {args.runs}, "
+              f"load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores")  # fmt: skip
+        print("run  cp s   cp MB/s  pull s  pull MB/s  ratio  CPU s: cp / puller / sender")
+        for i, ((cp_s, cp_cpu), p) in enumerate(zip(cps, warm, strict=True)):
+            print(f"{i + 1:3}  {cp_s:5.2f}  {size / cp_s / MB:7.0f}  {p['total']:6.2f}  "
+                  f"{size / p['total'] / MB:9.0f}  {cp_s / p['total']:5.2f}  "
+                  f"{cp_cpu:.2f} / {p['cpu_puller']:.2f} / {p['cpu_sender']:.2f}")  # fmt: skip
+        ratios = [cp_s / p["total"] for (cp_s, _), p in zip(cps, warm, strict=True)]
+        print(f"ratio to cp: median {statistics.median(ratios):.2f}, "
+              f"range {min(ratios):.2f}-{max(ratios):.2f} (target >= 0.5)")  # fmt: skip
         copy_s = statistics.median(
             p.get("verifying", p["total"]) - p.get("copying", 0.0) for p in warm
         )
         verify_s = statistics.median(p["total"] - p.get("verifying", p["total"]) for p in warm)
         manifest_s = statistics.median(p.get("copying", 0.0) for p in warm)
-        print(f"model: {size / MB:.0f} MB ({args.size} MiB of weights), runs: {args.runs}")
-        print(f"cp -r:              {cp_s:6.2f} s  {size / cp_s / MB:7.0f} MB/s")
-        print(f"salut pull (warm):  {pull_s:6.2f} s  {size / pull_s / MB:7.0f} MB/s"
-              f"   ratio to cp: {cp_s / pull_s:.2f}")  # fmt: skip
-        print(f"  manifest {manifest_s:.2f} s, copy {copy_s:.2f} s "
+        print(f"pull stages (median): manifest {manifest_s:.2f} s, copy {copy_s:.2f} s "
               f"({size / copy_s / MB:.0f} MB/s), verify {verify_s:.2f} s")  # fmt: skip
         cold = pulls[0]
-        print(f"salut pull (cold, sender hashes first): {cold['total']:.2f} s, "
+        print(f"first pull (sender hashes first): {cold['total']:.2f} s, "
               f"manifest {cold.get('copying', 0.0):.2f} s")  # fmt: skip
         print(f"one core: sha256 {hash_rate(b_models / 'model-big.safetensors'):.0f} MB/s, "
+              f"bulk records seal+open (AES-256-GCM, 4 MiB) {record_rate():.0f} MB/s, "
               f"link seal+open (16 KiB frames) {seal_rate():.0f} MB/s")  # fmt: skip
     return 0
 

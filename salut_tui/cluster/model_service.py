@@ -41,10 +41,12 @@ class ModelFiles:
         self._port = port  # where this node's bulk path listens (its API port)
         self._hashes = HashCache()
         self.tickets = TicketTable()
-        self.bytes_served = 0  # over this process's life (tests, the bench)
+        self.bytes_served = 0  # over this process's life, both paths (tests, the bench)
+        self.bulk_bytes_served = 0  # of which on the bulk path
 
     def served(self, count: int) -> None:
         self.bytes_served += count
+        self.bulk_bytes_served += count
 
     def _directory(self, model_id: object) -> Path:
         if not isinstance(model_id, str) or not model_id:
