@@ -146,7 +146,9 @@ async def test_the_link_path_still_copies(nodes: tuple[Node, Node]) -> None:  # 
 async def test_the_copy_goes_over_the_bulk_path(nodes: tuple[Node, Node]) -> None:  # noqa: F811
     a, b = nodes
     assert b.cluster is not None
+    (b.settings.models_path() / MODEL / "empty.txt").write_bytes(b"")  # a range of no records
     path = await pull_model(link_to_b(a, b), MODEL, a.settings.models_path(), piece_size=PIECE)
+    assert (path / "empty.txt").read_bytes() == b""
     assert digests(path) == digests(b.settings.models_path() / MODEL)
     files = b.cluster.model_files
     assert (
