@@ -17,6 +17,7 @@ from textual.widgets import Input, Static
 from salut_tui import events
 from salut_tui.cli.attach import running_node
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
+from salut_tui.config import Settings
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
 from salut_tui.remote.routes import FORWARDED
@@ -27,6 +28,7 @@ from salut_tui.remote.wire import (
     event_to_json,
     model_from_json,
 )
+from salut_tui.settings_change import SavedSettings
 from salut_tui.transfers import TransferView
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.quitting import Stopping, quit_reasons
@@ -307,3 +309,14 @@ async def test_attached_settings_write_the_nodes_file_and_apply_live(
 def test_quitting_an_attached_ui_is_not_held_up_by_the_nodes_streams() -> None:
     assert quit_reasons(2, []) == ["2 streams in flight will be cut short"]
     assert quit_reasons(2, [], attached=True) == []
+
+
+def test_a_node_of_another_wire_version_is_refused_and_settings_round_trip(
+    tmp_path: Path,
+) -> None:
+    remote = RemoteNode("127.0.0.1", 9, "token")
+    remote._apply_snapshot({"port": 9})  # a node from before versioning sends none: 1
+    assert remote._refused is not None and "wire version 1" in remote._refused
+    assert remote.snapshot == {}  # nothing of it was read
+    saved = SavedSettings(tmp_path / "salut.toml", Settings(port=7999), ("api_key",), ("port",))
+    assert SavedSettings.from_json(json.loads(json.dumps(saved.to_json()))) == saved
