@@ -18,6 +18,7 @@ from salut_tui import events
 from salut_tui.cli.attach import running_node
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
 from salut_tui.config import Settings
+from salut_tui.engine.types import Error, GenerationRequest
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
 from salut_tui.remote.routes import FORWARDED
@@ -45,7 +46,12 @@ from salut_tui.views import (
 )
 from tests.attached import NodeLoop, attach
 from tests.helpers import ui_until, until
-from tests.test_ui_app import long_answer, make_node, screen_text
+from tests.test_ui_app import (
+    long_answer,
+    long_context_model,  # noqa: F401  (a fixture)
+    make_node,
+    screen_text,
+)
 from tests.test_ui_chat import open_chat
 from tests.test_ui_settings_logs import USER_FILE
 
@@ -185,12 +191,17 @@ async def test_a_wrong_token_or_a_gone_node_does_not_attach(running: Node, tmp_p
 
 
 @pytest.fixture
-async def served(tmp_path: Path, tiny_model_path: Path, tiny_model_id: str):
-    """A node as `salut serve` runs it, on its own loop, with a commented config file."""
+async def served(
+    tmp_path: Path,
+    long_context_model: Path,  # noqa: F811
+    tiny_model_id: str,
+):
+    """A node as `salut serve` runs it, on its own loop, with a commented config file (the
+    tiny model with a long context: a greedy answer runs long enough to be stopped)."""
     (tmp_path / "salut.toml").write_text(USER_FILE)
     loop = NodeLoop()
     node = await loop.start(
-        lambda: make_node(tmp_path, tiny_model_path, tiny_model_id), [tiny_model_id]
+        lambda: make_node(tmp_path, long_context_model, tiny_model_id), [tiny_model_id]
     )
     await until(lambda: node.engine.is_loaded(tiny_model_id), 30, what="model loaded")
     yield node
@@ -236,7 +247,7 @@ async def test_attached_chat_streams_on_the_node_and_escape_stops_it(
         await ui_until(pilot, lambda: node.stats().in_flight == 0, 15)
         assert screen_text(app, "#chat-status") == "stopped"
         last = [e for e in seen if isinstance(e, events.StreamFinished)][-1]
-        assert last.finish_reason == "cancelled" and last.completion_tokens < 1000
+        assert last.finish_reason == "cancelled" and last.completion_tokens < 16000
         # The attached Streams screen shows both, the second as cancelled.
         await pilot.press("escape", "3")  # out of the prompt, then to Streams
         await ui_until(pilot, lambda: isinstance(app.screen, StreamsScreen))
@@ -320,3 +331,14 @@ def test_a_node_of_another_wire_version_is_refused_and_settings_round_trip(
     assert remote.snapshot == {}  # nothing of it was read
     saved = SavedSettings(tmp_path / "salut.toml", Settings(port=7999), ("api_key",), ("port",))
     assert SavedSettings.from_json(json.loads(json.dumps(saved.to_json()))) == saved
+
+
+async def test_attached_chat_for_an_unknown_model_gets_the_nodes_error(served: Node) -> None:
+    remote = await attach(served)
+    try:
+        request = GenerationRequest("nobody/nothing", messages=({"role": "user", "content": "x"},))
+        [chunk] = [c async for c in remote.generate(request)]
+        assert isinstance(chunk, Error) and chunk.status == 404
+        assert chunk.code == "model_not_found" and "nobody/nothing" in chunk.message
+    finally:
+        await remote.stop()

@@ -22,7 +22,7 @@ import aiohttp
 from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.cluster.wire import chunk_from_bytes, error_from_json, request_to_json
 from salut_tui.config import ConfigError
-from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError
+from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, ModelError, Token
 from salut_tui.pairing.service import PairingError
 from salut_tui.settings_change import SavedSettings
 from salut_tui.shard.placement import ShardPlan
@@ -190,11 +190,15 @@ class RemoteActions:
             error = (await response.json(content_type=None)).get("error", {})
             yield error_from_json({**error, "status": response.status})
             return
+        tokens = 0
         async for line in response.content:
             if line.strip():
                 chunk = chunk_from_bytes(line)
-                if isinstance(chunk, Finish | Error):  # its events first, as in-process
+                # Its events first, as in-process: a request that ran has a StreamFinished
+                # coming (one refused before it started has none: no wait).
+                if isinstance(chunk, Finish) or (isinstance(chunk, Error) and tokens):
                     await self.stream_events_caught_up(request.request_id)
+                tokens += isinstance(chunk, Token)
                 yield chunk
 
     # ---- settings ------------------------------------------------------------------------
