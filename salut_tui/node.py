@@ -15,10 +15,10 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from pathlib import Path
-from typing import assert_never
+from typing import Any, assert_never
 
 from aiohttp import web
 
@@ -30,7 +30,7 @@ from salut_tui.cluster import model_routes
 from salut_tui.cluster import routes as cluster_routes
 from salut_tui.cluster.cluster import Cluster
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
-from salut_tui.config import Settings
+from salut_tui.config import Settings, default_config_path
 from salut_tui.engine import errors
 from salut_tui.engine.engine import Engine
 from salut_tui.engine.gguf_import import import_gguf
@@ -54,6 +54,7 @@ from salut_tui.routing import (
     Sharded,
     decide,
 )
+from salut_tui.settings_change import SavedSettings, change_settings
 from salut_tui.shard import control as shard_control
 from salut_tui.shard.placement import ShardPlan
 from salut_tui.shard.service import Mode
@@ -74,6 +75,8 @@ ACCESS_LOG_FORMAT = '%a "%r" %s %b bytes %Tf s'
 
 
 class Node(ModelActions):
+    attached = False  # the UI runs in this process: quitting it stops the node
+
     def __init__(self, settings: Settings, *, config_path: Path | None = None) -> None:
         self.settings = settings
         self.config_path = config_path
@@ -243,6 +246,13 @@ class Node(ModelActions):
         if self.engine is not None:
             return await self.engine.run_on_mlx_thread(convert)
         return await asyncio.to_thread(convert)
+
+    async def change_settings(self, changes: Mapping[str, Any]) -> SavedSettings:
+        """Save changed settings into this node's config file and apply the live ones."""
+        path = self.config_path or default_config_path()
+        saved = change_settings(self.settings, path, changes)
+        self.config_path = path
+        return saved
 
     def locate_model(self, model_id: str) -> Path | None:
         return self.registry.locate(model_id)

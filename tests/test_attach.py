@@ -7,14 +7,18 @@ import asyncio
 import dataclasses
 import json
 import logging
+import tomllib
 from pathlib import Path
 
 import aiohttp
 import pytest
+from textual.widgets import Input, Static
 
 from salut_tui import events
 from salut_tui.cli.attach import running_node
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
+from salut_tui.config import Settings
+from salut_tui.engine.types import Error, GenerationRequest
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
 from salut_tui.remote.routes import FORWARDED
@@ -25,8 +29,13 @@ from salut_tui.remote.wire import (
     event_to_json,
     model_from_json,
 )
+from salut_tui.settings_change import SavedSettings
+from salut_tui.transfers import TransferView
 from salut_tui.ui.app import SalutApp
+from salut_tui.ui.quitting import Stopping, quit_reasons
+from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
+from salut_tui.ui.widgets.confirm import Confirm
 from salut_tui.views import (
     ClusterView,
     ModelInfo,
@@ -35,8 +44,16 @@ from salut_tui.views import (
     ShardView,
     to_json,
 )
+from tests.attached import NodeLoop, attach
 from tests.helpers import ui_until, until
-from tests.test_ui_app import make_node, screen_text
+from tests.test_ui_app import (
+    long_answer,
+    long_context_model,  # noqa: F401  (a fixture)
+    make_node,
+    screen_text,
+)
+from tests.test_ui_chat import open_chat
+from tests.test_ui_settings_logs import USER_FILE
 
 SAMPLES: list[events.Event] = [
     events.ModelLoadStarted("m"),
@@ -51,6 +68,9 @@ SAMPLES: list[events.Event] = [
     events.PairingChanged("waiting", ""),
     events.KeepAliveChanged("m"),
     events.ShardsChanged("ready"),
+    events.TransferChanged(
+        TransferView("pull-1", "pull", "m", "B", "running", "copying", 5, 10, 5, 2.5, 2.0)
+    ),
 ]
 
 
@@ -165,3 +185,160 @@ async def test_a_wrong_token_or_a_gone_node_does_not_attach(running: Node, tmp_p
     (stale / CONTROL_TOKEN_FILE).write_text("127.0.0.1 9 whatever")
     assert await asyncio.to_thread(running_node, stale) is None
     assert running_node(tmp_path / "nothing-here") is None
+
+
+# ---- acting through an attached UI on a node that runs on its own loop (as in its process) ----
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path,
+    long_context_model: Path,  # noqa: F811
+    tiny_model_id: str,
+):
+    """A node as `salut serve` runs it, on its own loop, with a commented config file (the
+    tiny model with a long context: a greedy answer runs long enough to be stopped)."""
+    (tmp_path / "salut.toml").write_text(USER_FILE)
+    loop = NodeLoop()
+    node = await loop.start(
+        lambda: make_node(tmp_path, long_context_model, tiny_model_id), [tiny_model_id]
+    )
+    await until(lambda: node.engine.is_loaded(tiny_model_id), 30, what="model loaded")
+    yield node
+    await loop.run(node.stop())
+    loop.close()
+
+
+async def test_attached_chat_streams_on_the_node_and_escape_stops_it(
+    served: Node, tiny_model_id: str
+) -> None:
+    node = served
+    seen: list[events.Event] = []  # the node's own events (its Streams screen reads these)
+    node.events.subscribe(seen.append)
+    remote = await attach(node)
+    app = SalutApp(remote, start_node=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_chat(app, pilot, tiny_model_id)
+        await pilot.press(*"hello", "ctrl+s")
+        await ui_until(pilot, lambda: len(screen.history) == 2, 30)
+        assert screen.history[1]["content"]  # an answer, from the node's model
+        [started] = [e for e in seen if isinstance(e, events.StreamStarted)]
+        assert started.client == "playground" and started.served_by == "local"
+        finished = [e for e in seen if isinstance(e, events.StreamFinished)]
+        assert finished and finished[0].finish_reason == "length"
+        assert finished[0].completion_tokens == 6
+        label = [str(s.render()) for s in screen.query(".turn-label").results(Static)][1]
+        assert "served by local" in label and "6 tokens" in label
+
+        # A long answer streams token by token; escape closes the stream: the node stops.
+        await pilot.press("ctrl+n")
+        long_answer(screen)
+        await pilot.press(*"go on", "ctrl+s")
+        # Plain waits here, not the pilot's: this node answers ~500 tokens in a second or two
+        # and the pilot's pause waits for the app to idle, which it does not while tokens come.
+        await until(lambda: node.stats().in_flight == 1, 30, what="the answer started")
+        await until(
+            lambda: any(
+                r.completion_tokens > 2 for r in app.state.streams.records.values() if r.live
+            ),
+            what="tokens reached the attached UI",
+        )
+        await pilot.press("escape")
+        await ui_until(pilot, lambda: node.stats().in_flight == 0, 15)
+        assert screen_text(app, "#chat-status") == "stopped"
+        last = [e for e in seen if isinstance(e, events.StreamFinished)][-1]
+        assert last.finish_reason == "cancelled" and last.completion_tokens < 16000
+        # The attached Streams screen shows both, the second as cancelled.
+        await pilot.press("escape", "3")  # out of the prompt, then to Streams
+        await ui_until(pilot, lambda: isinstance(app.screen, StreamsScreen))
+        records = list(app.state.streams.records.values())
+        await ui_until(pilot, lambda: all(not r.live for r in records))
+        assert [r.status for r in records][-1] == "cancelled"
+
+        # Quitting detaches: the node keeps serving, the UI exits 0.
+        await pilot.press("q")
+        await ui_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0 and not remote.connected
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{node.port}/v1/chat/completions"
+        body = {"model": tiny_model_id, "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 2}  # fmt: skip
+        async with http.post(url, json=body) as response:
+            assert response.status == 200
+
+
+async def test_attached_settings_write_the_nodes_file_and_apply_live(
+    served: Node, tmp_path: Path
+) -> None:
+    node = served
+    config = tmp_path / "salut.toml"
+    remote = await attach(node)
+    assert remote.config_path == config
+    app = SalutApp(remote, start_node=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("7")
+        await ui_until(pilot, lambda: isinstance(app.screen, SettingsScreen))
+        screen = app.screen
+        screen.query_one("#set-host", Input).value = "not a host!"
+        await pilot.press("ctrl+s")
+        status = "#settings-status"
+        await ui_until(pilot, lambda: "Not saved" in screen_text(app, status))
+        assert "'host'" in screen_text(app, status) and config.read_text() == USER_FILE
+
+        screen.query_one("#set-host", Input).value = "127.0.0.1"
+        screen.query_one("#set-memory_headroom_gb", Input).value = "2.5"
+        screen.query_one("#set-port", Input).value = "7999"
+        await pilot.press("ctrl+s")
+        await ui_until(pilot, lambda: "Saved" in screen_text(app, status))
+        assert "Restart the node for the new port" in screen_text(app, status)
+        text = config.read_text()
+        assert text.startswith(USER_FILE.split("[models]")[0].rstrip("\n"))  # comments kept
+        assert "# A model table the user wrote by hand." in text
+        saved = tomllib.loads(text)
+        assert saved["memory_headroom_gb"] == 2.5 and saved["port"] == 7999
+        # Applied at once on the node (and shown here); the port waits for a restart.
+        assert node.settings.memory_headroom_gb == 2.5
+        assert remote.settings.memory_headroom_gb == 2.5
+        assert node.settings.port == 0
+
+        # Quitting asks about nothing streaming on the node: only this UI's unsaved edits.
+        screen.query_one("#set-memory_headroom_gb", Input).value = "3"
+        await pilot.press("q")
+        await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
+        detail = str(app.screen.query_one("#confirm-detail", Static).render())
+        assert "The node keeps running." in detail
+        await pilot.press("y")
+        await ui_until(pilot, lambda: isinstance(app.screen, Stopping) or not app.is_running)
+        if app.is_running:
+            text = str(app.screen.query_one("#stopping-text", Static).render())
+            assert "node keeps running" in text
+        await ui_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0
+    assert node.stats() is not None and node.engine is not None and node.engine.loaded()
+
+
+def test_quitting_an_attached_ui_is_not_held_up_by_the_nodes_streams() -> None:
+    assert quit_reasons(2, []) == ["2 streams in flight will be cut short"]
+    assert quit_reasons(2, [], attached=True) == []
+
+
+def test_a_node_of_another_wire_version_is_refused_and_settings_round_trip(
+    tmp_path: Path,
+) -> None:
+    remote = RemoteNode("127.0.0.1", 9, "token")
+    remote._apply_snapshot({"port": 9})  # a node from before versioning sends none: 1
+    assert remote._refused is not None and "wire version 1" in remote._refused
+    assert remote.snapshot == {}  # nothing of it was read
+    saved = SavedSettings(tmp_path / "salut.toml", Settings(port=7999), ("api_key",), ("port",))
+    assert SavedSettings.from_json(json.loads(json.dumps(saved.to_json()))) == saved
+
+
+async def test_attached_chat_for_an_unknown_model_gets_the_nodes_error(served: Node) -> None:
+    remote = await attach(served)
+    try:
+        request = GenerationRequest("nobody/nothing", messages=({"role": "user", "content": "x"},))
+        [chunk] = [c async for c in remote.generate(request)]
+        assert isinstance(chunk, Error) and chunk.status == 404
+        assert chunk.code == "model_not_found" and "nobody/nothing" in chunk.message
+    finally:
+        await remote.stop()

@@ -31,8 +31,9 @@ from salut_tui.ui.model_rows import (
     where,
 )
 from salut_tui.ui.screens.import_dialog import ImportDialog
-from salut_tui.ui.screens.models import ModelsScreen, TransferRow
+from salut_tui.ui.screens.models import ModelsScreen
 from salut_tui.ui.widgets.confirm import Confirm
+from salut_tui.ui.widgets.progress_rows import TransferRow
 from salut_tui.views import ModelInfo, ShardPartView, ShardView
 from tests.helpers import ui_until, until
 from tests.test_cluster_node import pair

@@ -9,40 +9,43 @@ a snapshot of its views once a second, which `stats()`, `cluster_view()` and the
 The node's log records come on the same stream and are logged again here under their own names,
 so the Logs screen shows the node's records (API requests included).
 
-What an attached UI cannot do (yet): chat (it would need the node's API key), import a GGUF
-file, or change the settings of the running node (Settings writes the file for its next start).
+What the screens ask the node to do goes over the control routes too (`client_actions.py`):
+chat, imports, copies, loads here or on a peer, and settings, which the node saves into its own
+config file and applies live.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from salut_tui.cluster.control import CONTROL_HEADER, CONTROL_PREFIX, CommandError, call_control
-from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.config import Settings
-from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
-from salut_tui.events import EventBus
+from salut_tui.engine.types import ModelError
+from salut_tui.events import EventBus, StreamFinished, TransferChanged
 from salut_tui.pairing.reasons import as_reason
-from salut_tui.pairing.service import PairingError, PairingStatus
-from salut_tui.remote.routes import FORWARDED, UI_PREFIX
+from salut_tui.pairing.service import PairingError
+from salut_tui.remote.client_actions import RemoteActions
+from salut_tui.remote.routes import FORWARDED
+from salut_tui.remote.stand_ins import RemoteCluster, RemoteEngine, RemoteKeepAlive
 from salut_tui.remote.wire import (
+    UI_PREFIX,
+    WIRE_VERSION,
     WireError,
     cluster_from_json,
     event_from_json,
     model_from_json,
-    pairing_from_json,
     stats_from_json,
+    transfer_from_json,
 )
-from salut_tui.shard.placement import ShardPlan
-from salut_tui.shard.service import Mode, plan_from_summary
 from salut_tui.supervisor import Supervisor
 from salut_tui.views import ClusterView, ModelInfo, NodeStats
 
@@ -53,77 +56,10 @@ class AttachError(Exception):
     """No node answers there, or it refused the token."""
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteModel:
-    """A loaded model as the engine lists it (the fields the screens read)."""
-
-    model_id: str
-    memory_bytes: int
-    size_bytes: int
-
-
-class RemoteEngine:
-    """The engine's read side, from the last snapshot."""
-
-    def __init__(self, owner: RemoteNode) -> None:
-        self._owner = owner
-
-    def loaded(self) -> list[RemoteModel]:
-        return [RemoteModel(**m) for m in self._owner.snapshot.get("loaded", [])]
-
-    def is_loaded(self, model_id: str) -> bool:
-        return any(m.model_id == model_id for m in self.loaded())
-
-
-class RemoteCluster:
-    """Pairing through the existing control routes (`salut pair` uses the same ones)."""
-
-    def __init__(self, owner: RemoteNode) -> None:
-        self._owner = owner
-
-    @property
-    def name(self) -> str:
-        return self._owner.cluster_view().node.name
-
-    @property
-    def node_id(self) -> str:
-        return self._owner.cluster_view().node.id
-
-    def pairing_status(self) -> PairingStatus:
-        return pairing_from_json(self._owner.snapshot["pairing"])
-
-    def create_pairing_code(self, ttl: float = 300.0) -> PairingStatus:
-        # A local round trip of a few ms; the screen calls it from a key press.
-        return pairing_from_json(self._owner.control_sync("POST", "/pair/code", {"ttl": ttl}))
-
-    def cancel_pairing(self) -> None:
-        self._owner.control_sync("DELETE", "/pair/code")
-
-    async def join(self, address: str, code: str) -> Any:
-        body = await self._owner.control("POST", "/pair/join", {"address": address, "code": code})
-        return _Joined(body["id"], body["name"], body["address"])
-
-    async def unpair(self, node_id: str) -> Any:
-        body = await self._owner.control("DELETE", f"/peers/{node_id}")
-        return _Joined(body["id"], body["name"], "")
-
-
-@dataclass(frozen=True, slots=True)
-class _Joined:
-    node_id: str
-    name: str
-    address: str
-
-
-class _NoCountdown:
-    """Idle-unload countdowns are not sent to an attached UI (yet): none shown."""
-
-    def time_left(self, model_id: str, now: float) -> float | None:
-        return None
-
-
-class RemoteNode:
+class RemoteNode(RemoteActions):
     """Stands in for `Node` in the UI; `start()` attaches, `stop()` detaches."""
+
+    attached = True  # quitting the UI leaves the node running
 
     def __init__(self, host: str, port: int, token: str, *, data_dir: Path | None = None) -> None:
         self.host, self.remote_port, self._token = host, port, token
@@ -133,11 +69,15 @@ class RemoteNode:
         self.settings = Settings()
         self.config_path: Path | None = None
         self.engine = RemoteEngine(self)
+        self.keep_alive = RemoteKeepAlive()
         self.cluster: RemoteCluster | None = None
         self.connected = False
         self._session: aiohttp.ClientSession | None = None
         self._tasks = Supervisor("attach")
         self._first = asyncio.Event()
+        self._refused: str | None = None  # why the node's first snapshot cannot be read
+        # Requests of this UI's chat whose StreamFinished event has come (see below).
+        self._finished: dict[str, asyncio.Event] = {}
 
     @property
     def base(self) -> str:
@@ -153,6 +93,9 @@ class RemoteNode:
         except TimeoutError:
             await self.stop()
             raise AttachError(f"no node answered at {self.host}:{self.remote_port}") from None
+        if self._refused is not None:
+            await self.stop()
+            raise AttachError(self._refused)
 
     async def stop(self) -> None:
         """Detach; the node keeps running."""
@@ -184,7 +127,10 @@ class RemoteNode:
             if kind == "snapshot":
                 self._apply_snapshot(data)
             elif kind == "node":
-                self.events.publish(event_from_json(data))
+                event = event_from_json(data)
+                self.events.publish(event)
+                if isinstance(event, StreamFinished) and event.request_id in self._finished:
+                    self._finished[event.request_id].set()
             elif kind == "log":
                 self._log_again(data)
         except (WireError, KeyError, ValueError) as exc:
@@ -207,13 +153,40 @@ class RemoteNode:
         logging.getLogger(record.name).handle(record)
 
     def _apply_snapshot(self, data: dict[str, Any]) -> None:
+        if not self._first.is_set() and data.get("wire") != WIRE_VERSION:
+            self._refused = (
+                f"the node speaks attach wire version {data.get('wire', 1)}, this UI "
+                f"{WIRE_VERSION}: attach with the `salut` of the node's install"
+            )
+            self._first.set()
+            return
         self.snapshot = data
+        self.keep_alive.update(data.get("keep_alive", {}), time.monotonic())
         if not self._first.is_set():
             self.settings = Settings.model_validate(data["settings"])
             path = data.get("config_path")
             self.config_path = Path(path) if path else None
             self.cluster = RemoteCluster(self) if data.get("has_cluster") else None
             self._first.set()
+            # Copies already running on the node: shown as if their events had come here.
+            for transfer in data.get("transfers", []):
+                self.events.publish(TransferChanged(transfer_from_json(transfer)))
+
+    @contextlib.contextmanager
+    def following(self, request_id: str) -> Iterator[None]:
+        """While this UI's chat request runs, note when its StreamFinished event comes."""
+        self._finished[request_id] = asyncio.Event()
+        try:
+            yield
+        finally:
+            del self._finished[request_id]
+
+    async def stream_events_caught_up(self, request_id: str, timeout: float = 2.0) -> None:
+        """Wait (a little) until the event stream has brought the end of this request: the chat's
+        chunks and the node's events travel on two connections, and the screen labels an answer
+        from the events once its last chunk is in, as it does in-process."""
+        with contextlib.suppress(TimeoutError, KeyError):
+            await asyncio.wait_for(self._finished[request_id].wait(), timeout)
 
     # ---- what the screens read -----------------------------------------------------------
     @property
@@ -244,83 +217,7 @@ class RemoteNode:
     def local_models(self) -> list[ModelInfo]:
         return [m for m in self.models() if m.owned_by == "local"]
 
-    # ---- what the screens call -----------------------------------------------------------
-    async def load_model(self, model_id: str, *, force: bool = False, source: Any = None) -> Any:
-        return await self.control("POST", "/ui/models/load", {"model": model_id, "force": force})
-
-    async def unload_model(self, model_id: str) -> None:
-        await self.control("POST", "/ui/models/unload", {"model": model_id})
-
-    def shard_plan(self, model_id: str, nodes: list[str] | None = None) -> ShardPlan:
-        try:
-            body = self.control_sync("POST", "/shard/plan", {"model": model_id, "nodes": nodes})
-        except PairingError as exc:  # control_sync's error type; a refused plan is a model's
-            raise ModelError(str(exc), code="remote") from None
-        return plan_from_summary(body)
-
-    async def load_sharded(
-        self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
-    ) -> ShardPlan:
-        body = {"model": model_id, "shard": True, "nodes": nodes, "mode": mode}
-        return plan_from_summary((await self.control("POST", "/load", body))["plan"])
-
-    async def unload_sharded(self, model_id: str) -> list[str]:
-        return list((await self.control("POST", "/unload", {"model": model_id}))["instances"])
-
-    @property
-    def keep_alive(self) -> _NoCountdown:
-        return _NoCountdown()
-
-    async def load_on(
-        self,
-        peer: str | None,
-        model_id: str,
-        *,
-        keep_alive: str | int | float | None = None,
-        force: bool = False,
-        on_progress: Callable[[float, str], None] = lambda _f, _s: None,
-    ) -> RemoteLoadResult:
-        """On the attached node itself only (a peer's load needs the node's own UI for now)."""
-        if peer not in (None, "", "local", self.settings.display_name()):
-            return RemoteLoadResult(False, "not from an attached UI yet", "attached", 409)
-        try:
-            await self.load_model(model_id, force=force)
-        except ModelError as exc:
-            return RemoteLoadResult(False, exc.message, "remote", exc.status)
-        return RemoteLoadResult(True, f"loaded {model_id}")
-
-    async def unload_on(self, peer: str | None, model_id: str) -> RemoteLoadResult:
-        if peer not in (None, "", "local", self.settings.display_name()):
-            return RemoteLoadResult(False, "not from an attached UI yet", "attached", 409)
-        try:
-            await self.unload_model(model_id)
-        except ModelError as exc:
-            return RemoteLoadResult(False, exc.message, "remote", exc.status)
-        return RemoteLoadResult(True, f"unloaded {model_id}")
-
-    def pull_model(self, model_id: str, peer: str | None = None) -> str:
-        raise ModelError("pulling a model needs the node's own UI or `salut pull`", status=409)
-
-    async def import_gguf(
-        self,
-        gguf_path: Path,
-        model_id: str,
-        *,
-        dtype: str = "float32",
-        progress: Callable[[float, str], None] | None = None,
-    ) -> Path:
-        raise ModelError(
-            "importing a GGUF file needs the node's own UI: run `salut import` on that machine",
-            status=409,
-            code="attached",
-        )
-
-    async def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]:
-        yield Error.of(
-            409, "chat from an attached UI is not available yet: use the node's API",
-            code="attached",
-        )  # fmt: skip
-
+    # ---- control requests ------------------------------------------------------------------
     async def control(self, method: str, path: str, body: dict | None = None) -> Any:
         """A control request on the attach session; errors as ModelError/PairingError."""
         if self._session is None:

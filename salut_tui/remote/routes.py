@@ -7,6 +7,8 @@ snapshot of its views once a second, and the model actions the screens call.
     POST /salut/control/ui/models/load     {"model": id, "force": bool}
     POST /salut/control/ui/models/unload   {"model": id}
 
+and the routes that act (chat, GGUF import, pull, settings: `action_routes.py`).
+
 They sit under the control prefix, so they need the token from the node's data dir (the same
 trust as `salut pair/peers/unpair`); a node without a cluster installs the same guard here.
 """
@@ -19,6 +21,7 @@ import dataclasses
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,17 +37,22 @@ from salut_tui.engine.engine import Engine
 from salut_tui.engine.loader import LoadedModelInfo
 from salut_tui.engine.types import ModelError
 from salut_tui.events import Event, EventBus
-from salut_tui.remote.wire import EVENT_TYPES, event_to_json
+from salut_tui.remote.action_routes import ActingNode, install_actions
+from salut_tui.remote.wire import EVENT_TYPES, UI_PREFIX, WIRE_VERSION, event_to_json
+from salut_tui.transfers import Transfers
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, to_json
 
 log = logging.getLogger(__name__)
 
-UI_PREFIX = f"{CONTROL_PREFIX}/ui"
 SNAPSHOT_EVERY = 1.0  # seconds between the views sent on the event stream
 QUEUE_LIMIT = 10_000  # events waiting for a slow attached UI before it is dropped
 
 
-class ControlledNode(Protocol):
+class KeepAliveClock(Protocol):
+    def time_left(self, model_id: str, now: float) -> float | None: ...
+
+
+class ControlledNode(ActingNode, Protocol):
     """What these routes read from the node (the composition root satisfies it)."""
 
     settings: Settings
@@ -54,6 +62,10 @@ class ControlledNode(Protocol):
     cluster: Cluster | None
     blas: str
     version: str
+    transfers: Transfers
+
+    @property
+    def keep_alive(self) -> KeepAliveClock: ...
 
     @property
     def port(self) -> int: ...
@@ -106,7 +118,10 @@ class ForwardLogs(logging.Handler):
 def snapshot(node: ControlledNode) -> dict[str, Any]:
     """Everything the screens read once a second, as JSON."""
     engine, cluster = node.engine, node.cluster
+    loaded = engine.loaded() if engine is not None else []
+    now = time.monotonic()
     return {
+        "wire": WIRE_VERSION,
         "settings": node.settings.model_dump(mode="json"),
         "config_path": str(node.config_path) if node.config_path else None,
         "stats": dataclasses.asdict(node.stats()),
@@ -115,8 +130,12 @@ def snapshot(node: ControlledNode) -> dict[str, Any]:
         "pairing": cluster.pairing_status().to_json() if cluster is not None else None,
         "loaded": [
             {"model_id": m.model_id, "memory_bytes": m.memory_bytes, "size_bytes": m.size_bytes}
-            for m in (engine.loaded() if engine is not None else [])
+            for m in loaded
         ],
+        # Seconds until each loaded model's idle unload as of now (None: kept loaded); the
+        # client counts down from the moment it reads them.
+        "keep_alive": {m.model_id: node.keep_alive.time_left(m.model_id, now) for m in loaded},
+        "transfers": [dataclasses.asdict(t) for t in node.transfers.all()],
         "blas": node.blas,
         "port": node.port,
         "version": node.version,
@@ -172,7 +191,9 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
 
     async def hello(request: web.Request) -> web.Response:
         """Is this the node, and does it take the token? (`salut` asks before attaching.)"""
-        return web.json_response({"name": node.settings.display_name(), "version": node.version})
+        return web.json_response(
+            {"name": node.settings.display_name(), "version": node.version, "wire": WIRE_VERSION}
+        )
 
     async def models(request: web.Request) -> web.Response:
         return web.json_response([dataclasses.asdict(m) for m in node.models()])
@@ -215,6 +236,7 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
     app.router.add_get(f"{UI_PREFIX}/models", models)
     app.router.add_post(f"{UI_PREFIX}/models/load", load)
     app.router.add_post(f"{UI_PREFIX}/models/unload", unload)
+    install_actions(app, node)
 
 
 async def _send(response: web.StreamResponse, kind: str, data: dict[str, Any]) -> None:

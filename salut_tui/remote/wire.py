@@ -1,7 +1,11 @@
 """The attach wire format (pure): node events and views as JSON, and back.
 
 Events are the frozen dataclasses of `salut_tui.events`, sent as `{"type": <class name>, ...}`;
-views as `views.to_json` writes them. One definition each way, tested as a round trip.
+views as `views.to_json` writes them. One definition each way, tested as a round trip. A chat
+request and its chunks cross as they cross a peer link (`cluster/wire.py`, one contract).
+
+`WIRE_VERSION` is sent in every snapshot and by `hello`; a client that reads another version
+refuses to attach (the node and the UI come from different installs) instead of misreading.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ import dataclasses
 from typing import Any
 
 from salut_tui import events
+from salut_tui.cluster.control import CONTROL_PREFIX
 from salut_tui.pairing.machine import Role, State
 from salut_tui.pairing.service import PairingStatus
+from salut_tui.transfers import TransferView
 from salut_tui.views import (
     ClusterView,
     ModelInfo,
@@ -22,15 +28,13 @@ from salut_tui.views import (
     ShardView,
 )
 
-# Events that carry a nested view are not sent (yet): an attached UI does not show transfers.
-NOT_SENT = frozenset({"TransferChanged"})
+WIRE_VERSION = 2  # 1: views, events and model actions; 2: transfers, chat, import, settings
+UI_PREFIX = f"{CONTROL_PREFIX}/ui"  # the attach routes (`routes.py`, `action_routes.py`)
+
 EVENT_TYPES: dict[str, type[events.Event]] = {
     cls.__name__: cls
     for cls in vars(events).values()
-    if isinstance(cls, type)
-    and issubclass(cls, events.Event)
-    and cls is not events.Event
-    and cls.__name__ not in NOT_SENT
+    if isinstance(cls, type) and issubclass(cls, events.Event) and cls is not events.Event
 }
 
 
@@ -46,7 +50,10 @@ def event_from_json(data: dict[str, Any]) -> events.Event:
     try:
         cls = EVENT_TYPES[data["type"]]
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        values = {k: v for k, v in data.items() if k in fields}
+        if cls is events.TransferChanged:  # the one event with a nested view
+            values["view"] = transfer_from_json(data["view"])
+        return cls(**values)
     except (KeyError, TypeError) as exc:
         raise WireError(f"not a node event: {exc}") from None
 
@@ -99,3 +106,16 @@ def model_from_json(data: dict[str, Any]) -> ModelInfo:
         return ModelInfo(**fields)
     except (KeyError, TypeError, ValueError) as exc:
         raise WireError(f"not a model: {exc}") from None
+
+
+def transfer_from_json(data: dict[str, Any]) -> TransferView:
+    try:
+        return TransferView(**data)
+    except TypeError as exc:
+        raise WireError(f"not a transfer: {exc}") from None
+
+
+def progress_line(fraction: float, stage: str) -> dict[str, Any]:
+    """A line of an NDJSON answer that reports progress (an import); the last line is the
+    result or `{"error": ...}`."""
+    return {"progress": fraction, "stage": stage}

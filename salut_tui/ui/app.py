@@ -134,7 +134,8 @@ class SalutApp(App[int]):
         """Ask first when quitting would lose something; then stop the node, then exit."""
         if self.stopping or isinstance(self.screen, Confirm):
             return
-        reasons = quit_reasons(self.node.stats().in_flight, self.node_screens())
+        attached = self.node.attached
+        reasons = quit_reasons(self.node.stats().in_flight, self.node_screens(), attached=attached)
         if not reasons:
             self._stop_and_exit()
             return
@@ -144,6 +145,8 @@ class SalutApp(App[int]):
                 self._stop_and_exit()
 
         detail = "; ".join(reasons).capitalize() + "."
+        if attached:
+            detail += " The node keeps running."
         self.push_screen(Confirm("Quit Salut?", detail, yes="Quit", no="Stay"), answered)
 
     def action_help_quit(self) -> None:
@@ -151,9 +154,10 @@ class SalutApp(App[int]):
         self.run_worker(self.action_quit(), exit_on_error=False)
 
     def _stop_and_exit(self) -> None:
-        """Finish in-flight streams and unload models before the screen goes away."""
+        """Finish in-flight streams and unload models before the screen goes away (attached:
+        only detach; the node keeps serving)."""
         self.stopping = True
-        self.push_screen(Stopping(self.node.stats().in_flight))
+        self.push_screen(Stopping(self.node.stats().in_flight, attached=self.node.attached))
 
         async def stop() -> None:
             try:

@@ -7,7 +7,7 @@ protocol (and both sides) on purpose.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,6 +16,7 @@ from salut_tui.config import Settings
 from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus
 from salut_tui.pairing.service import PairingStatus
+from salut_tui.settings_change import SavedSettings
 from salut_tui.shard.placement import ShardPlan
 from salut_tui.shard.service import Mode
 from salut_tui.views import ClusterView, ModelInfo, NodeStats
@@ -64,6 +65,11 @@ class KeepAliveView(Protocol):
 class UINode(Protocol):
     settings: Settings
     config_path: Path | None
+
+    @property
+    def attached(self) -> bool:
+        """True when the UI shows a node running elsewhere (quitting leaves it running)."""
+        ...
 
     @property
     def events(self) -> EventBus: ...
@@ -134,3 +140,7 @@ class UINode(Protocol):
     ) -> Path: ...
 
     def generate(self, request: GenerationRequest) -> AsyncGenerator[Chunk, None]: ...
+
+    # Settings: saved into the node's own config file (ConfigError when refused), the live
+    # keys applied there; the answer says which wait for a restart.
+    async def change_settings(self, changes: Mapping[str, Any]) -> SavedSettings: ...

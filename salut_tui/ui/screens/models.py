@@ -13,18 +13,13 @@ from pathlib import Path
 from rich.markup import escape
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Label, ProgressBar, Static
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
 
-from salut_tui.engine.types import ModelError
-from salut_tui.shard.placement import ShardPlan
-from salut_tui.transfer.progress import human_bytes, human_duration
-from salut_tui.transfers import TransferView
 from salut_tui.ui.errors import describe_error
 from salut_tui.ui.messages import Topic
 from salut_tui.ui.model_rows import (
     Target,
-    describe_plan,
     idle_unload,
     load_target,
     loaded_on,
@@ -32,77 +27,15 @@ from salut_tui.ui.model_rows import (
     unload_target,
     where,
 )
-from salut_tui.ui.screens.base import NodeScreen
 from salut_tui.ui.screens.import_dialog import ImportDialog, ImportRequest
-from salut_tui.ui.state import LoadState
-from salut_tui.ui.widgets.confirm import Confirm
+from salut_tui.ui.screens.models_sharded import ShardedModelActions
+from salut_tui.ui.widgets.progress_rows import LoadRow, TransferRow
 from salut_tui.views import ModelInfo
 
 log = logging.getLogger(__name__)
 
 
-class LoadRow(Horizontal):
-    """A model id, its progress bar and the stage the engine reports."""
-
-    def __init__(self, model_id: str, load: LoadState) -> None:
-        super().__init__(classes="load-row")
-        self.model_id = model_id
-        self.load = load
-        self._composed = False
-
-    def compose(self) -> ComposeResult:
-        yield Label(escape(self.model_id), classes="load-name")
-        yield ProgressBar(total=1.0, show_eta=False)
-        yield Label("", classes="load-stage")
-
-    def on_mount(self) -> None:
-        self._composed = True
-        self.show(self.load)
-
-    def show(self, load: LoadState) -> None:
-        self.load = load
-        if not self._composed:
-            return  # on_mount draws the latest state
-        self.query_one(ProgressBar).update(progress=0.0 if load.error else load.fraction)
-        stage = f"[red]{escape(load.error)}[/]" if load.error else escape(load.stage)
-        self.query_one(".load-stage", Label).update(stage)
-
-
-class TransferRow(Horizontal):
-    """A pull or download: its progress bar, rate and time left, or how it ended."""
-
-    def __init__(self, view: TransferView) -> None:
-        super().__init__(classes="load-row")
-        self.view = view
-        self._composed = False
-
-    def compose(self) -> ComposeResult:
-        arrow = "<-" if self.view.kind == "pull" else "<- hub"
-        source = f" {escape(self.view.source)}" if self.view.kind == "pull" else ""
-        yield Label(f"{escape(self.view.model)} {arrow}{source}", classes="load-name")
-        yield ProgressBar(total=1.0, show_eta=False)
-        yield Label("", classes="load-stage")
-
-    def on_mount(self) -> None:
-        self._composed = True
-        self.show(self.view)
-
-    def show(self, view: TransferView) -> None:
-        self.view = view
-        if not self._composed:
-            return
-        fraction = view.done / view.total if view.total else 0.0
-        self.query_one(ProgressBar).update(progress=1.0 if view.state == "done" else fraction)
-        if view.state == "failed":
-            text = f"[red]{escape(view.message)}[/]"
-        elif view.state == "done":
-            text = f"done: {human_bytes(view.received)} copied"
-        else:
-            text = f"{view.stage} {human_bytes(view.rate)}/s ETA {human_duration(view.eta)}"
-        self.query_one(".load-stage", Label).update(text)
-
-
-class ModelsScreen(NodeScreen):
+class ModelsScreen(ShardedModelActions):
     SCREEN_TITLE = "Models"
     HINT = "l load · s shard · u unload · p copy here · f force · i import · r refresh"
     TOPICS = frozenset({"models", "peers"})
@@ -312,68 +245,6 @@ class ModelsScreen(NodeScreen):
                 self.show_status(f"Unloaded {model_id} on {target.label}.")
             else:
                 self.show_status(f"Could not unload {model_id}: {result.message}", error=True)
-        self.select(model_id)
-        self.redraw({"models"})
-
-    async def _unload_sharded(self, model_id: str, names: list[str]) -> None:
-        try:
-            await self.node.unload_sharded(model_id)
-        except Exception as exc:
-            log.warning("unload of sharded %s failed", model_id, exc_info=True)
-            self.show_status(f"Could not unload {model_id}: {describe_error(exc)}", error=True)
-        else:
-            self.show_status(f"Unloaded {model_id} on every node ({', '.join(names)}).")
-        self.select(model_id)
-        self.redraw({"models"})
-
-    def action_load_sharded(self) -> None:
-        info = self._selected_info()
-        if info is None:
-            return
-        try:
-            plan, nodes = self._shard_plan(info.id)
-        except ModelError as exc:
-            self.show_status(f"Cannot shard {info.id}: {exc.message}", error=True)
-            return
-        if plan is None:
-            self.show_status(f"No paired peer to split {info.id} over: l loads it here.")
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                names = ", ".join(s.name for s in plan.stages)
-                self.show_status(f"Loading {info.id} sharded over {names}…")
-                self.run_worker(
-                    self._load_sharded(info.id, nodes), group="models", exit_on_error=False
-                )
-
-        question = f"Load {info.id} sharded?"
-        detail = describe_plan(plan, self.figures.bytes)
-        self.app.push_screen(Confirm(question, detail, yes="Load", no="Cancel"), answered)
-
-    def _shard_plan(self, model_id: str) -> tuple[ShardPlan | None, list[str] | None]:
-        """The node's own plan (fewest nodes first); when that is this node alone, the split
-        over this node and every healthy paired peer, since `s` asks for a split. Returns the
-        `nodes` the load must be asked with to get this same plan (plan None: no peer).
-        """
-        plan = self.node.shard_plan(model_id)
-        if plan.world_size > 1:
-            return plan, None
-        peers = [p.name for p in self.node.cluster_view().peers if p.paired and p.health == "ok"]
-        if not peers:
-            return None, None
-        nodes = [self._me, *peers]
-        return self.node.shard_plan(model_id, nodes), nodes
-
-    async def _load_sharded(self, model_id: str, nodes: list[str] | None) -> None:
-        try:
-            plan = await self.node.load_sharded(model_id, nodes)
-        except Exception as exc:
-            log.warning("sharded load of %s failed", model_id, exc_info=True)
-            self.show_status(f"Could not shard {model_id}: {describe_error(exc)}", error=True)
-        else:
-            names = ", ".join(s.name for s in plan.stages)
-            self.show_status(f"Loaded {model_id} sharded over {names}.")
         self.select(model_id)
         self.redraw({"models"})
 

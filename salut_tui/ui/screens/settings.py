@@ -19,12 +19,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, SelectionList, Static
 
-from salut_tui.config import LOG_LEVELS, ConfigError, Settings, default_config_path, save_changes
+from salut_tui.config import LOG_LEVELS, ConfigError, default_config_path
+from salut_tui.settings_change import RESTART_KEYS
 from salut_tui.ui.screens.base import NodeScreen
 
-# The server, the cluster and the peer list are set up with these at start; the rest applies
-# at once.
-RESTART_KEYS = ("host", "port", "mode", "peers")
 MODES = ("cluster", "client-only", "solo")
 
 
@@ -164,33 +162,33 @@ class SettingsScreen(NodeScreen):
         if not changed:
             self.show_status("Nothing changed.")
             return
+        self.run_worker(self._save(values, changed), group="settings", exit_on_error=False)
+
+    async def _save(self, values: dict[str, Any], changed: dict[str, Any]) -> None:
+        """The node saves into its own config file (an attached node: the file it runs with)
+        and applies the live keys; this UI applies its own (theme, log level)."""
         path = self.config_path()
         try:
-            updated = save_changes(path, changed)
+            saved = await self.node.change_settings(changed)
         except ConfigError as exc:
             self.show_status(f"Not saved: {exc}", error=True)
             return
         except OSError as exc:
             self.show_status(f"Cannot write {path}: {exc.strerror or exc}", error=True)
             return
-        self.node.config_path = path
-        restart = [k for k in RESTART_KEYS if k in changed]
-        self._apply_live(updated, [k for k in changed if k not in RESTART_KEYS])
+        if "theme" in saved.live:
+            self.app.theme = saved.settings.theme
+        if "log_level" in saved.live:
+            self.salut.apply_log_level(saved.settings.log_level)
         self._initial = values
-        text = f"Saved {', '.join(sorted(changed))} to {path}."
+        text = f"Saved {', '.join(sorted(changed))} to {saved.path}."
+        restart = [k for k in RESTART_KEYS if k in changed]
         if restart:
-            text += f" Restart Salut for the new {' and '.join(restart)} to take effect."
+            again = "the node" if self.node.attached else "Salut"
+            text += f" Restart {again} for the new {' and '.join(restart)} to take effect."
         if "preload" in changed:
             text += " Preload applies at the next start."
         self.show_status(text, warning=bool(restart))
-
-    def _apply_live(self, updated: Settings, keys: list[str]) -> None:
-        for key in keys:
-            setattr(self.node.settings, key, getattr(updated, key))
-        if "theme" in keys:
-            self.app.theme = updated.theme
-        if "log_level" in keys:
-            self.salut.apply_log_level(updated.log_level)
 
     def show_status(self, text: str, *, error: bool = False, warning: bool = False) -> None:
         status = self.query_one("#settings-status", Static)
