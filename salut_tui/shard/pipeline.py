@@ -124,9 +124,7 @@ class TokenBroadcast:
             token = sampler(logprobs).astype(mx.uint32) if is_source else None
             # `after`: the logprobs carry this rank's part of the step (its pipeline send),
             # which must leave before this rank waits for the token.
-            return pass_along(
-                token, logprobs.shape[:-1], mx.uint32, source, group, after=logprobs
-            )
+            return pass_along(token, logprobs.shape[:-1], mx.uint32, source, group, after=logprobs)
 
         return broadcast
 
