@@ -95,10 +95,10 @@ class ShareSchedule:
 
     While requests run, orders are shared every `every` steps, which rank 0 picks so that a new
     request or a cancel waits about SHARE_PERIOD_S at most: a fast model skips the exchange on
-    most steps (one ring round trip less per token), a slow one shares on every step. While
-    idle, rank 0 shares every `idle_period()` even with nothing to say (that is also how the
-    others notice a lost ring); the others sleep through most of it, since MLX's ring spins a
-    core while it waits. The period grows after a second of idleness.
+    most steps (one ring message per rank boundary less per token), a slow one shares on
+    every step. While idle, rank 0 shares every `idle_period()` even with nothing to say (that
+    is also how the others notice a lost ring); the others sleep through most of it, since
+    MLX's ring spins a core while it waits. The period grows after a second of idleness.
     """
 
     countdown: int = 0
