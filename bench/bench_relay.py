@@ -12,7 +12,8 @@ ring connection a tunnel of a real encrypted peer link between in-process nodes
 (`tests/link_mesh`). Reported per size: mean time of a 4 KB `all_sum`, and of a 4 KB message's
 trip once around the ring (send/recv hop by hop), as measured inside rank 0. MLX's ring threads
 poll their sockets without sleeping while they wait, so on a machine with few cores the ranks
-take CPU from the relays: read these figures next to the echo ones.
+take CPU from the relays: read these figures next to the echo ones. Each ring is also run with
+its polling threads niced (`--yield-threads`, `shard/ringthreads`), as Salut's shard runner does.
 """
 
 from __future__ import annotations
@@ -90,21 +91,24 @@ async def echo(tmp: Path, rounds: int) -> dict:
 async def measure(size: int, rounds: int, tmp: Path) -> dict:
     ports = [free_port() for _ in range(size)]
     direct_hosts = [[[f"127.0.0.1:{p}"] for p in ports] for _ in range(size)]
-    direct = (await _run_ring(tmp, direct_hosts, "--rounds", str(rounds)))[0]
-    mesh = await Mesh.build(tmp, [f"n{i}" for i in range(size)])
-    try:
-        relays = _relays(mesh, f"bench-{size}")
-        hostfiles = [await relays[n.node_id].start(join_timeout=60) for n in mesh.nodes]
-        relayed = (await _run_ring(tmp, hostfiles, "--rounds", str(rounds)))[0]
-        for relay in relays.values():
-            await relay.close()
-    finally:
-        await mesh.close()
-    return {
-        "ranks": size,
-        "all_sum_ms": {"direct": direct["all_sum_ms"], "relay": relayed["all_sum_ms"]},
-        "ring_trip_ms": {"direct": direct["ring_trip_ms"], "relay": relayed["ring_trip_ms"]},
-    }
+    out: dict = {"ranks": size, "all_sum_ms": {}, "ring_trip_ms": {}}
+    for name, extra in (("direct", ()), ("direct niced", ("--yield-threads",))):
+        got = (await _run_ring(tmp, direct_hosts, "--rounds", str(rounds), *extra))[0]
+        for key in ("all_sum_ms", "ring_trip_ms"):
+            out[key][name] = got[key]
+    for name, extra in (("relay", ()), ("relay niced", ("--yield-threads",))):
+        mesh = await Mesh.build(tmp, [f"n{i}" for i in range(size)])
+        try:
+            relays = _relays(mesh, f"bench-{size}")
+            hostfiles = [await relays[n.node_id].start(join_timeout=60) for n in mesh.nodes]
+            got = (await _run_ring(tmp, hostfiles, "--rounds", str(rounds), *extra))[0]
+            for relay in relays.values():
+                await relay.close()
+        finally:
+            await mesh.close()
+        for key in ("all_sum_ms", "ring_trip_ms"):
+            out[key][name] = got[key]
+    return out
 
 
 async def main() -> None:
@@ -121,8 +125,12 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             result = await measure(size, args.rounds, Path(tmp))
         for key in ("all_sum_ms", "ring_trip_ms"):
-            d, r = result[key]["direct"], result[key]["relay"]
-            print(f"{size} ranks  {key:<13} direct {d:7.3f}  relay {r:7.3f}  (+{r - d:.3f} ms)")
+            t = result[key]
+            print(
+                f"{size} ranks  {key:<13} direct {t['direct']:7.3f}  relay {t['relay']:7.3f}"
+                f"  | ring threads niced: direct {t['direct niced']:7.3f}"
+                f"  relay {t['relay niced']:7.3f} ms"
+            )
         print(json.dumps(result), flush=True)
 
 

@@ -4,7 +4,10 @@ For each model (the tiny test model with 8 layers, then the default model unless
 --skip-default), on runner subprocesses (`python -m salut_tui.shard.runner`) whose ring connects
 directly on 127.0.0.1 (no relay, no peer link: the compute half of sharding alone):
   - "1 process": a world of one runner (the whole model, the same generation loop);
-  - "2-rank pipeline": two runners, layers split in half.
+  - "2-rank pipeline": two runners, layers split in half;
+  - "2-rank relayed": the same two runners with every ring connection carried by Salut's relays
+    over a real encrypted peer link between two in-process nodes (as across machines), and the
+    relay's tunnel frames per generated token.
 Figures: single-stream decode tokens/s (median of --runs), aggregate tokens/s of --streams
 concurrent greedy requests, and time to first token (single stream). Decode rate is
 (tokens - 1) / (last token - first token), timed where the node would read the chunks.
@@ -28,7 +31,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from salut_tui.engine.types import Error, Finish, GenerationRequest, SamplingParams, Token  # noqa: E402
 from salut_tui.shard.protocol import ChunkOut, Generate  # noqa: E402
-from tests.shard_helpers import Cluster  # noqa: E402
+from tests.shard_helpers import Cluster, RelayedRing  # noqa: E402
 
 PROMPT = "Explain in a few sentences how a model can be split across several machines."
 
@@ -83,14 +86,22 @@ def stream(cluster: Cluster, requests: list[GenerationRequest]) -> tuple[list[Ru
     return list(runs.values()), time.perf_counter() - began
 
 
-def measure(path: Path, model_id: str, layers: int, world: int, args, tmp: Path) -> dict:
-    cluster = Cluster(tmp, path, model_id, world, layers, env=blas_env(args.blas))
+def measure(
+    path: Path, model_id: str, layers: int, world: int, args, tmp: Path, relayed: bool = False
+) -> dict:
+    ring = RelayedRing(tmp / "relays", world) if relayed else None
+    hostfiles = ring.hostfiles if ring else None
+    cluster = Cluster(
+        tmp, path, model_id, world, layers, env=blas_env(args.blas), hostfiles=hostfiles
+    )
     try:
         cluster.wait_ready(timeout=600)
         stream(cluster, [request(model_id, 8)])  # warm up
+        frames_before = ring.frames() if ring else 0
         singles = [
             stream(cluster, [request(model_id, args.max_tokens)])[0][0] for _ in range(args.runs)
         ]
+        frames = (ring.frames() - frames_before) if ring else 0
         burst, wall = stream(
             cluster, [request(model_id, args.max_tokens, i + 1) for i in range(args.streams)]
         )
@@ -98,9 +109,13 @@ def measure(path: Path, model_id: str, layers: int, world: int, args, tmp: Path)
             "decode": statistics.median(r.decode_tps for r in singles),
             "ttft": statistics.median(r.ttft for r in singles),
             "aggregate": sum(r.tokens for r in burst) / wall,
+            # Relay frames per generated token over the single-stream runs (prefill included).
+            "frames_per_token": frames / max(1, sum(r.tokens for r in singles)),
         }
     finally:
         cluster.close()
+        if ring:
+            ring.close()
 
 
 def blas_env(kind: str) -> dict[str, str]:
@@ -134,18 +149,22 @@ def main() -> None:
             path = default_model(args.data_dir or tmp / "data")
             models.append(("SmolLM2-135M", path, "HuggingFaceTB/SmolLM2-135M-Instruct", 30))
         print(
-            f"| model | 1 process tok/s | 2-rank tok/s | ratio | {args.streams}x 1 process "
-            f"| {args.streams}x 2-rank | ratio | TTFT 1 process / 2-rank |"
+            f"| model | 1 process tok/s | 2-rank tok/s | ratio | 2-rank relayed tok/s | ratio "
+            f"| relay frames/token | {args.streams}x 1 process | {args.streams}x 2-rank "
+            f"| {args.streams}x relayed | TTFT 1 process / 2-rank / relayed |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name, path, model_id, layers in models:
             one = measure(path, model_id, layers, 1, args, tmp / f"{model_id}-1")
             two = measure(path, model_id, layers, 2, args, tmp / f"{model_id}-2")
+            rel = measure(path, model_id, layers, 2, args, tmp / f"{model_id}-r", relayed=True)
             print(
                 f"| {name} | {one['decode']:.1f} | {two['decode']:.1f} | "
-                f"{two['decode'] / one['decode']:.2f} | {one['aggregate']:.1f} | "
-                f"{two['aggregate']:.1f} | {two['aggregate'] / one['aggregate']:.2f} | "
-                f"{one['ttft'] * 1000:.0f} / {two['ttft'] * 1000:.0f} ms |",
+                f"{two['decode'] / one['decode']:.2f} | {rel['decode']:.1f} | "
+                f"{rel['decode'] / one['decode']:.2f} | {rel['frames_per_token']:.2f} | "
+                f"{one['aggregate']:.1f} | {two['aggregate']:.1f} | {rel['aggregate']:.1f} | "
+                f"{one['ttft'] * 1000:.0f} / {two['ttft'] * 1000:.0f} / "
+                f"{rel['ttft'] * 1000:.0f} ms |",
                 flush=True,
             )
 

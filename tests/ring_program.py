@@ -1,6 +1,7 @@
 """A plain MLX ring program (no Salut code): one rank of `mx.distributed` with the ring backend,
 configured by MLX_HOSTFILE and MLX_RANK. Prints one JSON line: an all_sum, a send/recv around
-the ring, and (with `--rounds N`) mean round-trip times of small collectives."""
+the ring, and (with `--rounds N`) mean round-trip times of small collectives. `--yield-threads`
+lowers the priority of the ring's polling threads as the shard runner does (`shard/ringthreads`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ import mlx.core as mx
 
 def main() -> None:
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 0
-    group = mx.distributed.init(backend="ring", strict=True)
+    if "--yield-threads" in sys.argv:  # as Salut's runner does (bench_relay compares)
+        from salut_tui.shard.ringthreads import thread_ids, yield_ring_threads
+
+        before = thread_ids()
+        group = mx.distributed.init(backend="ring", strict=True)
+        yield_ring_threads(before)
+    else:
+        group = mx.distributed.init(backend="ring", strict=True)
     rank, size = group.rank(), group.size()
     total = mx.distributed.all_sum(mx.arange(8, dtype=mx.float32) * (rank + 1))
     big = mx.distributed.all_sum(mx.full((1 << 20,), float(rank + 1)))  # 4 MB: many frames

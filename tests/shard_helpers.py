@@ -101,13 +101,17 @@ class Cluster:
         env: dict[str, str] | None = None,
         ranks: list[int] | None = None,
         model_paths: dict[int, Path] | None = None,
+        hostfiles: list[list[list[str]]] | None = None,
     ) -> None:
         """`ranks`: start only these (the others never join), default all; `model_paths`: a
-        rank's own copy of the model, when not `model_path`."""
+        rank's own copy of the model, when not `model_path`; `hostfiles`: each rank's own ring
+        hostfile (a relayed ring, see `RelayedRing`) instead of one direct one."""
         tmp.mkdir(parents=True, exist_ok=True)
         ports = free_ports(world)
         hostfile = tmp / "hostfile.json"
         write_ring_hostfile(hostfile, [[f"127.0.0.1:{p}"] for p in ports])
+        for rank, entries in enumerate(hostfiles or []):
+            write_ring_hostfile(tmp / f"hostfile{rank}.json", entries)
         if mode == "tensor":
             splits = [(0, num_layers)] * world
         splits = splits or even_split(num_layers, world)
@@ -133,7 +137,7 @@ class Cluster:
                 layer_end=splits[rank][1],
                 num_layers=num_layers,
                 mode=mode,  # type: ignore[arg-type]
-                hostfile=str(hostfile),
+                hostfile=str(tmp / f"hostfile{rank}.json" if hostfiles else hostfile),
                 max_tokens_default=64,
             )
             spec_path = tmp / f"spec{rank}.json"
@@ -202,3 +206,49 @@ def token_ids(chunks: list[Chunk]) -> list[int]:
 
 def text_of(chunks: list[Chunk]) -> str:
     return "".join(c.text for c in chunks if isinstance(c, Token))
+
+
+class RelayedRing:
+    """The relays of a `world`-rank ring, every ring connection a tunnel of a real encrypted
+    peer link between in-process nodes (`tests/link_mesh`), on a loop in a thread of its own so
+    that the blocking `Cluster` can drive the runners. `hostfiles` go to `Cluster`."""
+
+    def __init__(self, tmp: Path, world: int, instance: str = "test") -> None:
+        import asyncio
+
+        from tests.link_mesh import Mesh
+        from tests.test_shard_relay import _relays
+
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def build() -> tuple:
+            mesh = await Mesh.build(tmp, [f"n{i}" for i in range(world)])
+            relays = _relays(mesh, instance)
+            hostfiles = [await relays[n.node_id].start(join_timeout=120) for n in mesh.nodes]
+            return mesh, [relays[n.node_id] for n in mesh.nodes], hostfiles
+
+        self.mesh, self.relays, self.hostfiles = self._run(build())
+
+    def _run(self, coroutine):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=120)
+
+    def frames(self) -> int:
+        """Tunnel frames every relay sent into the links so far (each ring message relayed
+        crosses one: two relays carry it, one sends it)."""
+        return sum(r.counts.frames_out for r in self.relays)
+
+    def close(self) -> None:
+        async def close() -> None:
+            for relay in self.relays:
+                await relay.close()
+            await self.mesh.close()
+
+        try:
+            self._run(close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)

@@ -3,10 +3,11 @@
 SPMD: every rank drives its own BatchGenerator, and they stay in step only if every rank inserts
 and removes the same sequences at the same point. Rank 0 alone hears the node (requests, cancels,
 shutdown) and alone sees the text (stop strings end requests there), so before each step it
-broadcasts the orders of that step; the other ranks apply exactly those. The broadcast is an
-`all_sum` in which the other ranks add zeros: a one-int32 header (the payload's length, 0 on
-most steps) and, only when there is something to say, the JSON payload as bytes. It runs on
-the generator's stream, so it is ordered with the step's own ring traffic on every rank.
+broadcasts the orders of that step; the other ranks apply exactly those. The broadcast is passed
+along the ring from rank 0 (`ringpass`: one message per rank boundary): a two-int32 header (the
+payload's length, 0 on most steps, and `every`) and, only when there is something to say, the
+JSON payload as bytes. It runs on the generator's stream, so it is ordered with the step's own
+ring traffic on every rank.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import mlx.core as mx
 import numpy as np
 
 from salut_tui.engine.types import SamplingParams
+from salut_tui.shard.ringpass import pass_along
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +95,10 @@ class ShareSchedule:
 
     While requests run, orders are shared every `every` steps, which rank 0 picks so that a new
     request or a cancel waits about SHARE_PERIOD_S at most: a fast model skips the exchange on
-    most steps (one ring round trip less per token), a slow one shares on every step. While
-    idle, rank 0 shares every `idle_period()` even with nothing to say (that is also how the
-    others notice a lost ring); the others sleep through most of it, since MLX's ring spins a
-    core while it waits. The period grows after a second of idleness.
+    most steps (one ring message per rank boundary less per token), a slow one shares on
+    every step. While idle, rank 0 shares every `idle_period()` even with nothing to say (that
+    is also how the others notice a lost ring); the others sleep through most of it, since
+    MLX's ring spins a core while it waits. The period grows after a second of idleness.
     """
 
     countdown: int = 0
@@ -142,19 +144,16 @@ class OrderBroadcast:
         if self.group is None:
             return orders, 1  # alone, sharing costs nothing: every step
         payload = encode_orders(orders) if self.is_root and orders else b""
-        mine = [len(payload), every] if self.is_root else [0, 0]
-        header = np.array(self._all_sum(mx.array(mine, dtype=mx.int32)))
+        mine = mx.array([len(payload), every], dtype=mx.int32) if self.is_root else None
+        header = np.array(self._pass(mine, (2,), mx.int32))
         size, every = int(header[0]), int(header[1])
         if size == 0:
             return [], every
-        if self.is_root:
-            buffer = mx.array(np.frombuffer(payload, dtype=np.uint8))
-        else:
-            buffer = mx.zeros((size,), dtype=mx.uint8)
-        data = np.array(self._all_sum(buffer), copy=False).tobytes()
+        buffer = mx.array(np.frombuffer(payload, dtype=np.uint8)) if self.is_root else None
+        data = np.array(self._pass(buffer, (size,), mx.uint8), copy=False).tobytes()
         return (orders if self.is_root else decode_orders(data)), every
 
-    def _all_sum(self, array: mx.array) -> mx.array:
-        result = mx.distributed.all_sum(array, group=self.group, stream=self.stream)
+    def _pass(self, array: mx.array | None, shape: tuple[int, ...], dtype: mx.Dtype) -> mx.array:
+        result = pass_along(array, shape, dtype, 0, self.group, stream=self.stream)
         mx.eval(result)
         return result

@@ -12,9 +12,11 @@ those families need, usable for any model shaped `model.model.{embed_tokens, lay
 - The model returns logits on every rank, so mlx-lm's `BatchGenerator` runs unchanged on every
   rank (SPMD): real logits on the last rank; elsewhere a lazy placeholder that depends on this
   rank's `send`, so evaluating it pushes the hidden state on. The token then reaches every rank
-  through `TokenBroadcast`, a sampler wrapper: the last rank samples, an `all_sum` (the others
-  adding zeros) gives every rank that exact token. So all ranks agree on every token even if
-  their arithmetic differed, and stop conditions, batch filtering and KV caches stay in step.
+  through `TokenBroadcast`, a sampler wrapper: the last rank samples and the token goes on around
+  the ring (`ringpass`: last -> 0 -> 1 ... one message per rank boundary, so a 2-rank step costs
+  two ring messages in all: the hidden state out, the token back). So all ranks agree on every
+  token even if their arithmetic differed, and stop conditions, batch filtering and KV caches
+  stay in step.
 - The KV cache covers the local layers only (`layers` / `make_cache`).
 """
 
@@ -31,6 +33,8 @@ from mlx.utils import tree_flatten
 from mlx_lm.models.base import create_attention_mask
 from mlx_lm.models.cache import KVCache
 from mlx_lm.utils import load_model, load_tokenizer
+
+from salut_tui.shard.ringpass import pass_along
 
 # Families whose decoder is `model.model.{embed_tokens, layers, norm}` with layers called as
 # `layer(h, mask, cache)` and one causal mask for every layer (checked again at load time).
@@ -108,20 +112,19 @@ class TokenBroadcast:
 
     def __init__(self, group: Any, source: int) -> None:
         self.group = group
+        self.source = source
         self.is_source = group is None or group.rank() == source
 
     def wrap(self, sampler: Sampler) -> Sampler:
         if self.group is None:
             return sampler
-        group, is_source = self.group, self.is_source
+        group, source, is_source = self.group, self.source, self.is_source
 
         def broadcast(logprobs: mx.array) -> mx.array:
-            if is_source:
-                token = sampler(logprobs).astype(mx.uint32)
-            else:
-                # The logprobs carry this rank's part of the step (its send): keep them needed.
-                token = mx.depends(mx.zeros(logprobs.shape[:-1], dtype=mx.uint32), logprobs)
-            return mx.distributed.all_sum(token, group=group)
+            token = sampler(logprobs).astype(mx.uint32) if is_source else None
+            # `after`: the logprobs carry this rank's part of the step (its pipeline send),
+            # which must leave before this rank waits for the token.
+            return pass_along(token, logprobs.shape[:-1], mx.uint32, source, group, after=logprobs)
 
         return broadcast
 

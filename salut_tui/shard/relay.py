@@ -26,6 +26,7 @@ import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from salut_tui.cluster.link import LinkLost
 from salut_tui.cluster.tunnel import TUNNEL_FRAME, Tunnel, TunnelRefused
@@ -38,6 +39,18 @@ UNUSED = f"{LOOPBACK}:0"
 RETRY_EVERY = 0.05  # seconds between tries while the other side is not up yet
 
 OpenTunnel = Callable[[str, str, dict], Awaitable[Tunnel]]  # (node id, method, body)
+
+
+@dataclass
+class RelayCounts:
+    """What one rank's relay carried, both ring connections together: `out` from our runner
+    into the link, `in_` from the link to our runner. A frame is one tunnel DATA frame (one
+    sealed link message): the unit the relay pays for, so the figure to keep low per token."""
+
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
 
 
 class RingRefused(Exception):
@@ -90,6 +103,7 @@ class RingRelay:
         self._inbound_taken = False
         self._deadline = float("inf")
         self.closed = False
+        self.counts = RelayCounts()
 
     @property
     def left_rank(self) -> int:
@@ -187,12 +201,21 @@ class RingRelay:
         tunnel: Tunnel,
         what: str,
     ) -> None:
+        counts = self.counts
+
         async def up() -> None:
+            # One read takes every byte the runner wrote since the last one (up to a frame):
+            # ring messages written while the previous frame was being sealed and sent share
+            # the next frame.
             while data := await reader.read(TUNNEL_FRAME):
+                counts.frames_out += 1
+                counts.bytes_out += len(data)
                 await tunnel.send(data)
 
         async def down() -> None:
             while data := await tunnel.receive():
+                counts.frames_in += 1
+                counts.bytes_in += len(data)
                 writer.write(data)
                 await writer.drain()
 

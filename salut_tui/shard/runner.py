@@ -40,6 +40,7 @@ from salut_tui.shard.protocol import (
     Shutdown,
     Stats,
 )
+from salut_tui.shard.ringthreads import thread_ids, yield_ring_threads
 from salut_tui.shard.ringwatch import RingWatch
 from salut_tui.shard.spec import RunnerSpec
 
@@ -113,8 +114,13 @@ class Runner:
         from salut_tui.shard.session import ShardSession
 
         spec = self.spec
+        before = thread_ids()
         with InitGuard():  # init holds the GIL: our own stdin reader cannot act meanwhile
             group = init_group(spec)
+        if group is not None:
+            log.info(
+                "rank %d: %d ring threads yield their cores", spec.rank, yield_ring_threads(before)
+            )
         shard = load_shard(
             Path(spec.model_path), group, spec.mode, spec.layer_start, spec.layer_end
         )
