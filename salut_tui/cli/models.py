@@ -134,7 +134,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"it fits whole on {alone[0]}: salut load {args.model} --on {alone[0]}")
                 print(f"{args.model} does not fit on this node, but it fits split:")
                 shard.print_plan(plan)
-                print(f"run again with --shard to load it split: salut load {args.model} --shard")
+                copy = " --copy" if plan.get("copies") else ""
+                print(
+                    f"run again with --shard{copy} to load it split: "
+                    f"salut load {args.model} --shard{copy}"
+                )
                 refused[0] = True
                 return
         if not result.get("ok"):

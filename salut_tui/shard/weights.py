@@ -91,3 +91,28 @@ def covers(
         return False  # without an index only a whole copy is known to be enough
     wanted = stage_files(weight_map, set(weight_map.values()), needs, num_layers, tied)
     return wanted <= held
+
+
+@dataclass(frozen=True, slots=True)
+class WeightLayout:
+    """How a model's weights lie in its files (read by `shape.weight_layout`)."""
+
+    sizes: Mapping[str, int]  # every model file (weights, config, tokenizer, index) -> bytes
+    weight_map: Mapping[str, str] | None  # the index's table; None without a usable one
+    num_layers: int
+    tied: bool
+
+    @property
+    def weight_files(self) -> frozenset[str]:
+        return frozenset(f for f in self.sizes if is_weight_file(f))
+
+    def files_for(self, needs: StageNeeds) -> frozenset[str]:
+        return stage_files(self.weight_map, self.sizes, needs, self.num_layers, self.tied)
+
+    def covered(self, held: Iterable[str], needs: StageNeeds) -> bool:
+        return covers(held, self.weight_map, needs, self.num_layers, self.tied)
+
+    def copy_bytes(self, weights: Iterable[str]) -> int:
+        """Bytes a copy of these weight files moves, with every small file it always takes."""
+        small = sum(size for f, size in self.sizes.items() if not is_weight_file(f))
+        return small + sum(self.sizes.get(f, 0) for f in set(weights))

@@ -20,6 +20,7 @@ from salut_tui.transfer.manifest import (
     INDEX_FILE,
     Manifest,
     TransferError,
+    check_names,
     is_weight_file,
     parse_weight_map,
 )
@@ -125,3 +126,39 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:  # another filesystem, or no hard links there
         shutil.copy2(source, target)
+
+
+MAX_PARTIAL_MODELS = 64  # partial copies a node tells its peers about
+
+
+def list_partials(models_root: Path) -> dict[str, list[str]]:
+    """Every partial copy here: model id -> the weight files it holds (what peers planning a
+    sharded load are told, so a node that holds its layers needs no copy again)."""
+    root = models_root / PARTIAL
+    if not root.is_dir():
+        return {}
+    found: dict[str, list[str]] = {}
+    for directory in sorted(root.iterdir())[:MAX_PARTIAL_MODELS]:
+        if directory.name.startswith(".") or "--" not in directory.name:
+            continue
+        marker = read_marker(directory)
+        if marker is None:
+            continue
+        weights = sorted(f.name for f in marker.files if is_weight_file(f.name))
+        if weights:
+            found[directory.name.replace("--", "/", 1)] = weights
+    return found
+
+
+def clean_partials(value: object) -> dict[str, list[str]]:
+    """A peer's list of partial copies as data: plain model ids and plain file names only."""
+    if not isinstance(value, dict):
+        return {}
+    out: dict[str, list[str]] = {}
+    for model, names in list(value.items())[:MAX_PARTIAL_MODELS]:
+        if not isinstance(model, str) or not isinstance(names, list):
+            continue
+        with contextlib.suppress(TransferError):
+            partial_directory(Path("."), model)  # an org/name id, or nothing
+            out[model] = sorted(n for n in (check_names(names) or ()) if is_weight_file(n))
+    return out
