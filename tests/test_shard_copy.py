@@ -9,24 +9,30 @@ subprocesses: A holds a 4-layer model saved in 3 weight files, B holds nothing.
 - B tells A what it holds: the next plan needs no copy.
 - The pull of named files alone: resumable, it never shows as a whole model, and it becomes
   whole when the rest arrives.
+- `salut load MODEL` and `--shard` name the node without files and what `--copy` would copy;
+  `--shard --copy` copies it (with a progress bar), then loads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from salut_tui.cluster.pull import INCOMING, LOG_FILE, PullProgress, pull_model
+from salut_tui.config import Settings
+from salut_tui.engine.memory import estimate_model_bytes
 from salut_tui.engine.types import Finish, GenerationRequest, ModelError, SamplingParams, Token
 from salut_tui.node import Node
 from salut_tui.transfer.partial import MARKER, PARTIAL, held_weights
 from tests.helpers import until
 from tests.model_factory import build_tiny_model
 from tests.test_cluster_node import pair
+from tests.test_load_cli import GIB, _cli
 from tests.test_model_pull import make
 
 pytestmark = pytest.mark.timeout(300)
@@ -140,3 +146,56 @@ async def test_a_pull_of_named_files_resumes_and_becomes_whole(nodes: tuple[Node
     }
     # Only the two new files and the small ones travelled: file 1 was taken from the partial.
     assert progress[-1].received < sum(p.stat().st_size for p in source.iterdir())
+
+
+def limited_node(tmp: Path, name: str, limit_gb: float) -> Node:
+    return Node(
+        Settings(
+            host="127.0.0.1", port=0, data_dir=str(tmp / name), node_name=name,
+            default_model="salut-test/none", memory_headroom_gb=0, memory_limit_gb=limit_gb,
+        )
+    )  # fmt: skip
+
+
+async def test_the_cli_names_the_files_then_copies_them_with_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build_tiny_model(tmp_path / "model", num_layers=4, weight_files=3)
+    limit_gb = estimate_model_bytes(model) * 0.7 / GIB  # neither node holds it whole
+    a, b = limited_node(tmp_path, "A", limit_gb), limited_node(tmp_path, "B", limit_gb)
+    shutil.copytree(model, a.settings.models_path() / MODEL)
+    await a.start(preload=[])
+    await b.start(preload=[])
+    try:
+        await pair(a, b)
+        assert a.cluster is not None
+        await until(
+            lambda: any(
+                v.name == "B" and v.vram_free is not None and v.vram_free <= limit_gb * GIB
+                for v in a.cluster.peer_views()  # type: ignore[union-attr]
+            ),
+            10,
+        )
+        data = ["--data-dir", a.settings.data_dir]
+        code, out, err = await _cli(["load", MODEL, *data], capsys)
+        assert code == 1, out + err
+        assert "rank 1  B" in out and "(lacks the files)" in out, out
+        [offer] = [line for line in out.splitlines() if "--copy would copy" in line]
+        assert "B lacks the files: --copy would copy only model-00002" in offer, offer
+        assert FILES[2] in offer and FILES[0] not in offer and "with config and tokenizer" in offer
+        assert f"salut load {MODEL} --shard --copy" in out
+
+        code, out, err = await _cli(["load", MODEL, "--shard", *data], capsys)
+        assert code == 1 and offer in out and "run again with --copy" in out, out + err
+        assert not (b.settings.models_path() / PARTIAL).exists()  # nothing copied, nothing run
+
+        code, out, err = await _cli(["load", MODEL, "--shard", "--copy", *data], capsys)
+        assert code == 0, out + err
+        assert f"{MODEL} -> B [" in err  # the copy's progress bar
+        assert "copied only model-00002" in out and f"Loaded {MODEL} sharded over A, B" in out
+        assert held_weights(b.settings.models_path(), MODEL) == {FILES[1], FILES[2]}
+        code, out, err = await _cli(["unload", MODEL, *data], capsys)
+        assert code == 0 and "(sharded: every node)" in out, out + err
+    finally:
+        await a.stop()
+        await b.stop()
