@@ -6,6 +6,9 @@ Staging: `<models_dir>/.incoming/<org>--<name>/` holds `<file>.part` (pieces at 
 `<file>` once verified, and the resume state (`.salut-manifest.json`, `.salut-pieces.log`). The
 registry skips dot directories, and the final `rename` is atomic, so a partial copy is never
 loadable. Run the pull again after an interruption: it goes on from the pieces it has.
+
+A pull of some weight files only (`files`: a sharded plan's participant getting its layers)
+ends in the partial copies instead (`transfer.partial`), never among whole models.
 """
 
 from __future__ import annotations
