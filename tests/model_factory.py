@@ -106,6 +106,7 @@ def build_tiny_model(
     family: str = "llama",
     tools: bool = False,
     weight_files: int = 1,
+    tied: bool = False,
 ) -> Path:
     """Create the tiny model in `path` (created if missing) and return `path`.
 
@@ -113,7 +114,8 @@ def build_tiny_model(
     chat template with tool calling (mlx-lm's `json_tools` format) and its markers as tokens.
     `weight_files` > 1: the weights saved as a big model's are, in that many files by layer
     (`model-0000i-of-0000n.safetensors`: the embeddings in the first, the final norm and head
-    in the last) with the index naming each tensor's file."""
+    in the last) with the index naming each tensor's file. `tied`: no head of its own, the
+    embeddings serve as the head (as in many small models)."""
     import importlib
 
     import mlx.core as mx
@@ -133,7 +135,7 @@ def build_tiny_model(
         "vocab_size": vocab,
         "max_position_embeddings": 512,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tied,
         "eos_token_id": eos_id,
         "torch_dtype": "float32",
     }

@@ -11,6 +11,8 @@ import pytest
 
 from salut_tui.shard.pipeline import absent_weight_files
 from salut_tui.shard.protocol import Fatal
+from salut_tui.shard.shape import weight_layout
+from salut_tui.shard.weights import StageNeeds, has_head
 from salut_tui.transfer.manifest import is_weight_file
 from tests.model_factory import build_tiny_model
 from tests.shard_helpers import Cluster
@@ -57,5 +59,37 @@ def test_a_partial_copy_without_its_layers_is_refused(split_llama: Path, tmp_pat
         assert isinstance(fatal, Fatal)
         assert "partial copy of the model lacks" in fatal.message
         assert "layers [2, 4)" in fatal.message
+    finally:
+        cluster.close()
+
+
+def test_a_tied_head_makes_the_last_rank_need_the_embeddings_file(tmp_path: Path) -> None:
+    """6 layers in 3 files over 3 ranks: the last rank (layers 4-5) needs its own file and,
+    the head being the embeddings, the first one; never the middle one."""
+    model = build_tiny_model(tmp_path / "tied", num_layers=6, weight_files=3, tied=True)
+    f1, f2, f3 = (f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3))
+    layout = weight_layout(model)
+    assert layout.tied and layout.weight_map is not None and not has_head(layout.weight_map)
+    assert layout.files_for(StageNeeds(4, 6, first=False, last=True)) == {f1, f3}
+    assert layout.files_for(StageNeeds(2, 4, first=False, last=False)) == {f2}
+
+    requests = [chat("Hello", 12)]
+    expected = single_node(model, tmp_path / "one", requests)
+    paths = {
+        1: partial_copy(model, tmp_path / "p1", {f2}),
+        2: partial_copy(model, tmp_path / "p2", {f1, f3}),
+    }
+    cluster = Cluster(tmp_path / "ring", model, MODEL, 3, 6, model_paths=paths)
+    try:
+        assert [r.layers for r in cluster.wait_ready()] == [(0, 2), (2, 4), (4, 6)]
+        assert_matches(cluster, requests, expected)
+    finally:
+        cluster.close()
+
+    headless = {2: partial_copy(model, tmp_path / "p3", {f3})}  # no embeddings for the head
+    cluster = Cluster(tmp_path / "ring2", model, MODEL, 3, 6, model_paths=headless)
+    try:
+        fatal = cluster.runners[2].wait_for(Fatal, 90.0)
+        assert isinstance(fatal, Fatal) and "lacks model.embed_tokens.weight" in fatal.message
     finally:
         cluster.close()

@@ -101,8 +101,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             print("salut load: --shard and --on do not go together", file=sys.stderr)
             return 2
         return shard.cmd_load(args, settings)
-    if args.nodes:
-        print("salut load: --nodes goes with --shard", file=sys.stderr)
+    if args.nodes or args.copy:
+        flag = "--nodes" if args.nodes else "--copy"
+        print(f"salut load: {flag} goes with --shard", file=sys.stderr)
         return 2
     refused = [False]  # refused for memory, with a sharded plan proposed instead
 
