@@ -135,17 +135,20 @@ async def test_a_pull_of_named_files_resumes_and_becomes_whole(nodes: tuple[Node
     assert held_weights(root, MODEL) == {FILES[0]}
     assert b.registry.locate(MODEL) is None and not (root / MODEL).exists()
 
-    # The other two files: they join the first, and with all three the copy is whole.
+    # A second file joins the first (still partial); then a whole pull takes both from the
+    # partial copy and fetches only the third: the model is whole, the partial copy gone.
+    where = await pull_model(link, MODEL, root, files=frozenset({FILES[1]}))
+    assert where == root / PARTIAL / "salut-test--tiny-split"
+    assert held_weights(root, MODEL) == {FILES[0], FILES[1]}
     progress.clear()
-    where = await pull_model(link, MODEL, root, progress.append, files=frozenset(FILES[1:]))
+    where = await pull_model(link, MODEL, root, progress.append)
     assert where == root / MODEL and b.registry.locate(MODEL) == where
     assert not (root / PARTIAL / "salut-test--tiny-split").exists()
     source = a.settings.models_path() / MODEL
     assert {p.name: digest(p) for p in where.iterdir()} == {
         p.name: digest(p) for p in source.iterdir()
     }
-    # Only the two new files and the small ones travelled: file 1 was taken from the partial.
-    assert progress[-1].received < sum(p.stat().st_size for p in source.iterdir())
+    assert progress[-1].received == (source / FILES[2]).stat().st_size  # only the third
 
 
 def limited_node(tmp: Path, name: str, limit_gb: float) -> Node:
