@@ -1,13 +1,16 @@
 """The copy a sharded plan offers to the participants without the model's files (pure), and
-the partial copies' bookkeeping on disk (what a node holds and tells its peers)."""
+the partial copies' bookkeeping on disk (what a node holds and tells its peers, what a pull
+takes from it)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
+from salut_tui.cluster.pull import LOG_FILE, MANIFEST_FILE, _prepare
 from salut_tui.shard.copies import copied, offer_copies
 from salut_tui.shard.placement import ShardPlan, StageAssignment
 from salut_tui.shard.service import plan_from_summary, plan_summary
@@ -118,3 +121,30 @@ def test_a_subset_names_only_files_the_model_has() -> None:
     manifest = Manifest("org/m", (FileEntry("config.json", 1, "0" * 64),))
     with pytest.raises(TransferError, match="has no file"):
         manifest.subset(frozenset({F[0]}))
+
+
+def test_a_pull_takes_what_the_partial_copy_holds_over_an_earlier_attempts_pieces(
+    tmp_path: Path,
+) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    entries = []
+    for name, body in (("config.json", b"{}"), (F[0], b"w" * 100), (F[1], b"v" * 50)):
+        (partial / name).write_bytes(body)
+        entries.append(FileEntry(name, len(body), hashlib.sha256(body).hexdigest()))
+    held = Manifest("org/m", tuple(entries[:2]))  # F[1] is there but not in the marker
+    write_marker(partial, held)
+    manifest = Manifest("org/m", tuple(entries))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / f"{F[0]}.part").write_bytes(b"x" * 10)  # an earlier attempt's piece of F[0]
+    (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json()))
+    (staging / LOG_FILE).write_text(f"0 {F[0]}\n")
+    (staging / "config.json").write_bytes(b"[]")  # same size, not the same file
+    state, pieces = _prepare(staging, manifest, 64, partial)
+    assert state.verified == {"config.json", F[0]} and not state.done
+    assert [(p.name, p.index) for p in pieces] == [(F[1], 0)]  # only what the marker lacks
+    assert sorted(p.name for p in staging.iterdir()) == sorted(
+        ["config.json", F[0], MANIFEST_FILE, LOG_FILE]
+    )
+    assert (staging / "config.json").read_bytes() == b"{}"  # the partial copy's, verified

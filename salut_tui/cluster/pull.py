@@ -129,7 +129,9 @@ def _prepare(
         if (staging / f.name).is_file() and (staging / f.name).stat().st_size == f.size
     }  # fmt: skip
     state = resume(old, manifest, logged, verified)
-    state = ResumeState(state.done, state.verified | adopted)
+    state = ResumeState(  # an adopted file is whole: pieces of it from an attempt no longer count
+        frozenset(p for p in state.done if p[0] not in adopted), state.verified | adopted
+    )
     wanted = {f.name for f in manifest.files}
     for path in staging.iterdir():  # whatever no longer counts goes
         name = path.name.removesuffix(".part")

@@ -73,10 +73,9 @@ def adopt(staging: Path, manifest: Manifest, directory: Path) -> frozenset[str]:
     for entry in marker.files:
         if manifest.entry(entry.name) != entry:
             continue
-        target = staging / entry.name
-        if not (target.is_file() and target.stat().st_size == entry.size):
-            target.unlink(missing_ok=True)
-            _link_or_copy(directory / entry.name, target)
+        target = staging / entry.name  # whatever an attempt left under that name goes
+        target.unlink(missing_ok=True)
+        _link_or_copy(directory / entry.name, target)
         adopted.add(entry.name)
     return frozenset(adopted)
 
