@@ -8,6 +8,7 @@ crossed links to keep); this class gives each link its handlers and reads what c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
