@@ -90,12 +90,14 @@ class Node(ModelActions):
             None if settings.mode == "solo" else Cluster(self, settings, self.events)
         )
         # Sharded models: a node with a cluster and an engine can coordinate or take part.
+        self.transfers = Transfers(self.events)
         self.shards: NodeShards | None = None
         if self.cluster is not None and self.engine is not None:
             self.shards = NodeShards(
                 settings, self.registry, self.cluster, self.events,
                 free_memory=lambda: self.stats().memory_available,
                 local_models=self.local_models, load_model=self.load_model,
+                transfers=self.transfers,
             )  # fmt: skip
         self.started_at = time.time()
         self.version = __version__
@@ -107,7 +109,6 @@ class Node(ModelActions):
         self._stopping = False
         self.gate = ShutdownGate()  # closed by shutdown.drain: new requests get 503
         self.keep_alive = KeepAlive(parse_keep_alive(settings.keep_alive))
-        self.transfers = Transfers(self.events)
         self.events.subscribe(self._on_model_event)
         # The control routes' token (`salut pair`, `salut attach`), written 0600 into the data dir.
         self.control_token = (
@@ -212,13 +213,25 @@ class Node(ModelActions):
             raise no_shards()
         return self.shards
 
-    def shard_plan(self, model_id: str, nodes: list[str] | None = None) -> ShardPlan:
-        return self._shard_side().plan(model_id, nodes)
-
-    async def load_sharded(
+    def shard_plan(
         self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
     ) -> ShardPlan:
-        return await self._shard_side().load(model_id, nodes, mode)
+        return self._shard_side().plan(model_id, nodes, mode)
+
+    async def load_sharded(
+        self,
+        model_id: str,
+        nodes: list[str] | None = None,
+        mode: Mode = "pipeline",
+        *,
+        copy: bool = False,
+    ) -> ShardPlan:
+        return await self._shard_side().load(model_id, nodes, mode, copy=copy)
+
+    async def copy_for_shard(
+        self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
+    ) -> ShardPlan:
+        return await self._shard_side().copy(model_id, nodes, mode)
 
     async def unload_sharded(self, model_id: str) -> list[str]:
         return await self._shard_side().unload(model_id)

@@ -15,7 +15,7 @@ from typing import Literal
 from salut_tui.events import EventBus, TransferChanged
 from salut_tui.transfer.progress import RateMeter
 
-TransferKind = Literal["pull", "download"]
+TransferKind = Literal["pull", "download", "copy"]  # copy: to a peer, for a sharded load
 TransferState = Literal["running", "done", "failed"]
 
 
@@ -24,7 +24,7 @@ class TransferView:
     id: str
     kind: TransferKind
     model: str
-    source: str  # the peer's name, or the hub's address
+    source: str  # the peer's name (a copy: the peer it goes to), or the hub's address
     state: TransferState
     stage: str
     done: int

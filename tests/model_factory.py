@@ -99,12 +99,23 @@ def _train_tokenizer(path: Path, tools: bool = False) -> int:
 
 
 def build_tiny_model(
-    path: Path, *, seed: int = 0, num_layers: int = 2, family: str = "llama", tools: bool = False
+    path: Path,
+    *,
+    seed: int = 0,
+    num_layers: int = 2,
+    family: str = "llama",
+    tools: bool = False,
+    weight_files: int = 1,
+    tied: bool = False,
 ) -> Path:
     """Create the tiny model in `path` (created if missing) and return `path`.
 
     `family` is "llama" (the default) or "qwen3" (same sizes, with qwen3's q/k norms). `tools`: a
-    chat template with tool calling (mlx-lm's `json_tools` format) and its markers as tokens."""
+    chat template with tool calling (mlx-lm's `json_tools` format) and its markers as tokens.
+    `weight_files` > 1: the weights saved as a big model's are, in that many files by layer
+    (`model-0000i-of-0000n.safetensors`: the embeddings in the first, the final norm and head
+    in the last) with the index naming each tensor's file. `tied`: no head of its own, the
+    embeddings serve as the head (as in many small models)."""
     import importlib
 
     import mlx.core as mx
@@ -124,7 +135,7 @@ def build_tiny_model(
         "vocab_size": vocab,
         "max_position_embeddings": 512,
         "rope_theta": 10000.0,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tied,
         "eos_token_id": eos_id,
         "torch_dtype": "float32",
     }
@@ -139,4 +150,35 @@ def build_tiny_model(
     mx.eval(model.parameters())
     save_model(path, model)
     save_config(config, config_path=path / "config.json")
+    if weight_files > 1:
+        split_weights(path, weight_files, num_layers)
     return path
+
+
+def split_weights(path: Path, count: int, num_layers: int) -> None:
+    """Re-save `path`'s weights in `count` files, consecutive layers in each, and its index."""
+    import re
+
+    import mlx.core as mx
+
+    weights: dict = {}
+    for file in sorted(path.glob("model*.safetensors")):
+        weights.update(mx.load(str(file)))
+        file.unlink()
+    names = [f"model-{i + 1:05d}-of-{count:05d}.safetensors" for i in range(count)]
+
+    def file_of(tensor: str) -> int:
+        match = re.search(r"layers\.(\d+)\.", tensor)
+        if match is not None:
+            return int(match.group(1)) * count // num_layers
+        return 0 if "embed_tokens" in tensor else count - 1
+
+    parts: list[dict] = [{} for _ in names]
+    for tensor, value in weights.items():
+        parts[file_of(tensor)][tensor] = value
+    for name, part in zip(names, parts, strict=True):
+        mx.save_safetensors(str(path / name), part, metadata={"format": "mlx"})
+    weight_map = {t: names[file_of(t)] for t in sorted(weights)}
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2)
+    )

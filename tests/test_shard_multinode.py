@@ -6,7 +6,8 @@ splits the tiny model over A (rank 0, coordinator) and B; A also holds the whole
 Steps, in file order: load and listing; identical greedy text through A, through B (which
 forwards to A) and from the reference, streamed and not, 4 at once; no ring socket outside
 127.0.0.1; unload from B; C (unpaired) cannot use it; a participant's runner SIGKILLed
-mid-stream; the participant node itself SIGKILLed mid-stream.
+mid-stream; the participant node itself SIGKILLed mid-stream. A model only A has (in 3
+weight files) loads split over A and B with `--copy`: B gets only its layers' files first.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import pytest
 from openai import OpenAI
 
 from tests.helpers import wait_healthy
+from tests.model_factory import build_tiny_model
 from tests.test_multinode import PORT, REPO, Lan, NodeProc, chat, eventually
 
 pytestmark = pytest.mark.timeout(300)
+
+SPLIT = "salut-test/tiny-split"  # on A only, for the copy offered to B
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,8 @@ def lan(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Iter
         for i, (name, models, _) in enumerate(specs):
             ip, ns = net.add_node(i)
             nodes[name] = NodeProc(name, ip, root / name, ns, models)
+        # In A's models dir only: 4 layers in 3 weight files, for the copy offered to B.
+        build_tiny_model(nodes["A"].data_dir / "models" / SPLIT, num_layers=4, weight_files=3)
         if not net.netns:
             for node in nodes.values():
                 node.peers = [n.address for n in nodes.values() if n is not node]
@@ -175,6 +181,28 @@ def test_unload_from_a_participant_ends_it_everywhere(lan: dict[str, NodeProc]) 
         lambda: not [m for m in a.get("/v1/models")["data"] if m["id"] == "tiny" and m["loaded"]],
         5, "tiny no longer loaded",
     )  # fmt: skip
+
+
+def test_a_participant_without_the_files_gets_only_its_layers_files(
+    lan: dict[str, NodeProc],
+) -> None:
+    a, b = lan["A"], lan["B"]
+    assert a.cli("load", SPLIT).returncode == 0  # the reference: whole on A
+    reference = chat(a, SPLIT, stream=False, max_tokens=24)
+    assert reference and a.cli("unload", SPLIT).returncode == 0
+    result = a.cli("load", SPLIT, "--shard", "--nodes", "B", "--copy")
+    assert result.returncode == 0, result.stdout + result.stderr + a.log_tail()
+    [offer] = [line for line in result.stdout.splitlines() if "--copy would copy only" in line]
+    assert f"Loaded {SPLIT} sharded over A, B" in result.stdout
+    partial = b.data_dir / "models" / ".partial" / SPLIT.replace("/", "--")
+    arrived = {p.name for p in partial.iterdir() if p.name.endswith(".safetensors")}
+    assert arrived and "model-00001-of-00003.safetensors" not in arrived  # not A's layers
+    assert all(name in offer for name in arrived), (arrived, offer)
+    assert not (b.data_dir / "models" / SPLIT).exists()  # never a whole model of B's
+    assert chat(a, SPLIT, stream=False, max_tokens=24) == reference
+    assert chat(b, SPLIT, stream=True, max_tokens=24) == reference  # B forwards to A
+    assert a.cli("unload", SPLIT).returncode == 0
+    eventually(lambda: not _runners(a) and not _runners(b), 10, "runners gone")
 
 
 def test_an_unpaired_node_cannot_use_it(lan: dict[str, NodeProc]) -> None:

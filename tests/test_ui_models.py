@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Input, ProgressBar, Static
+from textual.widgets import Button, DataTable, Input, ProgressBar, Static
 
 from salut_tui.cluster.models import merge_sharded
 from salut_tui.config import Settings
@@ -21,6 +21,7 @@ from salut_tui.node import Node
 from salut_tui.remote.wire import model_from_json
 from salut_tui.shard.placement import ShardPlan, StageAssignment
 from salut_tui.shard.service import plan_from_summary, plan_summary
+from salut_tui.transfer.partial import held_weights
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.model_rows import (
     describe_plan,
@@ -36,6 +37,7 @@ from salut_tui.ui.widgets.confirm import Confirm
 from salut_tui.ui.widgets.progress_rows import TransferRow
 from salut_tui.views import ModelInfo, ShardPartView, ShardView
 from tests.helpers import ui_until, until
+from tests.model_factory import build_tiny_model
 from tests.test_cluster_node import pair
 from tests.test_gguf_import import load_weights, write_llama_gguf
 
@@ -265,3 +267,37 @@ async def test_shard_key_loads_sharded_live_and_unload_ends_it_everywhere(
         assert f"Unloaded {MODEL} on every node (A, B)." in str(status.render())
         await ui_until(pilot, lambda: row(table, MODEL)[1] == "here, B", 30)
         await until(lambda: not b.shards.service.manager.instances, 15)  # type: ignore[union-attr]
+
+
+async def test_shard_key_offers_to_copy_the_files_a_node_lacks_first(
+    cluster: tuple[Node, Node],
+) -> None:
+    a, b = cluster
+    split = "salut-test/tiny-split"  # 4 layers in 3 weight files; B has none of it
+    build_tiny_model(a.settings.models_path() / split, num_layers=4, weight_files=3)
+    app = SalutApp(a, preload=[])
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2")
+        screen = app.screen
+        assert isinstance(screen, ModelsScreen)
+        table = screen.query_one("#model-table", DataTable)
+        await ui_until(pilot, lambda: split in table.rows)
+        screen.select(split)
+        await pilot.press("s")
+        await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
+        dialog = app.screen
+        detail = str(dialog.query_one("#confirm-detail", Static).render())
+        assert re.search(r"B +layers +\d+-4 .*\(no files!\)", detail), detail
+        assert "copy first to B: model-00002-of-00003.safetensors, model-00003-of" in detail
+        yes = dialog.query_one("#confirm-yes", Button)
+        assert str(yes.label) == "Copy to B, then load (y)"
+        await pilot.press("y")  # the copy (a transfer row) first, then the runners
+        status = screen.query_one("#models-status", Static)
+        await ui_until(pilot, lambda: "Loaded" in str(status.render()), 120)
+        assert f"Loaded {split} sharded over A, B." in str(status.render())
+        [copy] = [t for t in a.transfers.all() if t.kind == "copy"]
+        assert copy.state == "done" and copy.source == "B"
+        held = held_weights(b.settings.models_path(), split)
+        assert held and "model-00001-of-00003.safetensors" not in held  # only B's layers
+        await pilot.press("u")
+        await ui_until(pilot, lambda: "Unloaded" in str(status.render()), 30)

@@ -101,8 +101,9 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
             print("salut load: --shard and --on do not go together", file=sys.stderr)
             return 2
         return shard.cmd_load(args, settings)
-    if args.nodes:
-        print("salut load: --nodes goes with --shard", file=sys.stderr)
+    if args.nodes or args.copy:
+        flag = "--nodes" if args.nodes else "--copy"
+        print(f"salut load: {flag} goes with --shard", file=sys.stderr)
         return 2
     refused = [False]  # refused for memory, with a sharded plan proposed instead
 
@@ -134,7 +135,11 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"it fits whole on {alone[0]}: salut load {args.model} --on {alone[0]}")
                 print(f"{args.model} does not fit on this node, but it fits split:")
                 shard.print_plan(plan)
-                print(f"run again with --shard to load it split: salut load {args.model} --shard")
+                copy = " --copy" if plan.get("copies") else ""
+                print(
+                    f"run again with --shard{copy} to load it split: "
+                    f"salut load {args.model} --shard{copy}"
+                )
                 refused[0] = True
                 return
         if not result.get("ok"):

@@ -8,6 +8,7 @@ crossed links to keep); this class gives each link its handlers and reads what c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -23,6 +24,7 @@ from aiohttp import web
 from salut_tui.cluster.bulk import MODEL_BULK
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
+from salut_tui.cluster.fetch import MODEL_FETCH, ask_fetch, serve_fetch
 from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import LinkLost, PeerLink, Stream
 from salut_tui.cluster.linking import AnyWebSocket, Linker
@@ -52,6 +54,7 @@ from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
 from salut_tui.transfer.manifest import TransferError
+from salut_tui.transfer.partial import list_partials
 from salut_tui.views import ClusterView, ModelInfo, PeerView, ShardView, to_json
 
 log = logging.getLogger(__name__)
@@ -99,7 +102,9 @@ class Cluster:
             on_change=self._changed, on_unpaired_by_peer=self._forget_trust,
         )  # fmt: skip
         self._available: tuple[float, list[str]] = (float("-inf"), [])
+        self._partials: dict[str, list[str]] = {}  # partial copies here, rescanned with those
         self.model_files = ModelFiles(local.locate_model, lambda: local.port)
+        self._fetch_locks: dict[str, asyncio.Lock] = {}  # model -> one copy for a peer at once
         self.shards: ShardEndpoint | None = None  # plugged in by the node when it can run shards
 
     @property
@@ -193,6 +198,12 @@ class Cluster:
                 return serve_load(self.local, self.events, body, node_name=self.name)
             if method == MODEL_UNLOAD:
                 return serve_unload(self.local, body)
+            if method == MODEL_FETCH:  # copy a model's files from this peer, at its asking
+                return serve_fetch(
+                    self._live_link(peer.node_id), self.settings.models_path(), body,
+                    self._fetch_locks.setdefault(str(body.get("model")), asyncio.Lock()),
+                    on_done=self._models_changed,
+                )  # fmt: skip
             if method.startswith(SHARD_METHODS) and self.shards is not None:
                 return self.shards.serve(peer.node_id, method, body)
             raise ValueError(f"unknown peer method {method!r}")
@@ -215,6 +226,7 @@ class Cluster:
         if now - self._available[0] > AVAILABLE_REFRESH:
             # Listing loadable models scans directories: once in a while, not on every tick.
             self._available = (now, [m.id for m in self.local.local_models()])
+            self._partials = list_partials(self.settings.models_path())
         return {
             "mode": self.settings.mode,
             "loaded_models": loaded,
@@ -225,6 +237,7 @@ class Cluster:
             "queued": stats.queued,
             "tokens_per_second": round(stats.tokens_per_second, 2),
             "shards": [to_json(v) for v in self.shards.views()] if self.shards else [],
+            **({"partial_models": self._partials} if self._partials else {}),
         }
 
     def _on_state(self, link: PeerLink, state: dict) -> None:
@@ -314,6 +327,11 @@ class Cluster:
                 return record.node_id
         return None
 
+    def partial_weights(self, node_id: str, model_id: str) -> frozenset[str]:
+        """The weight files of `model_id` a peer's partial copy holds (none: empty)."""
+        record = self.table.get(node_id)
+        return record.partial_weights(model_id) if record is not None else frozenset()
+
     def peer_name(self, node_id: str) -> str:
         record = self.table.get(node_id)
         return record.name if record is not None else node_id
@@ -360,8 +378,22 @@ class Cluster:
         path = await pull_model(
             self.linked_peer(ref), model_id, self.settings.models_path(), report
         )
-        self._available = (float("-inf"), [])  # tell peers at the next tick
+        self._models_changed()
         return path
+
+    def _models_changed(self) -> None:
+        self._available = (float("-inf"), [])  # tell peers at the next tick
+
+    async def send_copy(
+        self, node_id: str, model_id: str, files: frozenset[str] | None, report: Report
+    ) -> bool:
+        """Have a paired peer copy `model_id` (only `files`, when given) from this node, for
+        its part of a sharded plan; returns whether its copy is partial."""
+        try:
+            link = self._live_link(node_id)
+        except LinkLost as exc:
+            raise TransferError(str(exc)) from None
+        return await ask_fetch(link, model_id, files, report)
 
     async def load_on(
         self,

@@ -1,7 +1,9 @@
 """The sender's side of a model copy, served over the peer link to paired peers only (a link
 exists only between paired nodes).
 
-    model.manifest {model}                        -> one JSON payload: the manifest
+    model.manifest {model, files?}                -> one JSON payload: the manifest (with
+                                                     `files`: only those weight files, and
+                                                     every other file of the model)
     model.read     {model, name, offset, length}  -> DATA payloads of READ_BLOCK bytes
     model.bulk     {model, name, offset, length}  -> {"ticket", "port"}: the same range, read
                                                      once over the bulk path (bulk.py)
@@ -25,6 +27,7 @@ from salut_tui.transfer.manifest import (
     TransferError,
     build_manifest,
     check_name,
+    check_names,
     model_file_names,
 )
 
@@ -59,7 +62,10 @@ class ModelFiles:
     async def manifest(self, body: dict) -> AsyncIterator[bytes]:
         model_id = body.get("model")
         directory = self._directory(model_id)
-        manifest = await asyncio.to_thread(build_manifest, str(model_id), directory, self._hashes)
+        weights = check_names(body.get("files"))
+        manifest = await asyncio.to_thread(
+            build_manifest, str(model_id), directory, self._hashes, weights
+        )
         yield json.dumps(manifest.to_json()).encode()
 
     async def _range(self, body: dict) -> tuple[Path, str, int, int]:

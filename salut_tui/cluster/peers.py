@@ -14,6 +14,7 @@ from salut_tui.cluster.addresses import note_candidate
 from salut_tui.cluster.link import PeerLink
 from salut_tui.pairing.names import clean_name
 from salut_tui.routing import PeerFacts
+from salut_tui.transfer.partial import clean_partials
 from salut_tui.views import Health, PeerView, ShardView, to_json
 
 STATE_STALE_AFTER = 5.0  # seconds without a state update before a linked peer is "unreachable"
@@ -64,6 +65,10 @@ class PeerRecord:
             except (KeyError, TypeError, ValueError):
                 continue  # a newer peer's shape: skip what we cannot read
         self.shards = tuple(shards)
+
+    def partial_weights(self, model_id: str) -> frozenset[str]:
+        """The weight files of `model_id` its partial copy holds (from its last state)."""
+        return frozenset(self.state.get("partial_models", {}).get(model_id, ()))
 
     def coordinated(self) -> frozenset[str]:
         """The models it coordinates a ready sharded instance of (while its state is fresh)."""
@@ -133,6 +138,9 @@ def clean_state(state: object) -> dict:
             out[key] = value
     if isinstance(state.get("mode"), str):
         out["mode"] = clean_name(state["mode"], 32)
+    partial = clean_partials(state.get("partial_models"))
+    if partial:  # only nodes holding some layers of a model (see transfer.partial) send any
+        out["partial_models"] = partial
     shards = state.get("shards")
     if isinstance(shards, list) and shards:  # only nodes running sharded instances send any
         out["shards"] = [

@@ -9,6 +9,9 @@ Staging: `<models_dir>/.incoming/<org>--<name>/` holds `<file>.part` (pieces at 
 `<file>` once verified, and the resume state (`.salut-manifest.json`, `.salut-pieces.log`). The
 registry skips dot directories, and the final `rename` is atomic, so a partial copy is never
 loadable. Run the pull again after an interruption: it goes on from the pieces it has.
+
+A pull of some weight files only (`files`: a sharded plan's participant getting its layers)
+ends in the partial copies instead (`transfer.partial`), never among whole models.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from salut_tui.cluster.link import LinkLost, PeerLink, RemoteError
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ
 from salut_tui.pairing.keys import CryptoFailure
 from salut_tui.transfer.manifest import Manifest, TransferError, check_name, sha256_file
+from salut_tui.transfer.partial import adopt, partial_directory, publish
 from salut_tui.transfer.plan import (
     PIECE_SIZE,
     Piece,
@@ -77,34 +81,54 @@ async def pull_model(
     models_root: Path,
     report: Report = lambda _p: None,
     *,
+    files: frozenset[str] | None = None,
     in_flight: int = IN_FLIGHT,
     piece_size: int = PIECE_SIZE,
     bulk: bool = True,
 ) -> Path:
-    """Copy `model_id` from the peer at the other end of `link`; its directory here."""
+    """Copy `model_id` from the peer at the other end of `link`; its directory here.
+
+    `files`: only these weight files (and every other file of the model: config, tokenizer,
+    index), for the layers this node runs in a sharded plan. Such a copy goes to the partial
+    copies (`transfer.partial`), never among whole models, unless it turns out whole."""
     final = final_directory(models_root, model_id)
+    partial = partial_directory(models_root, model_id)
     if final.exists():
+        if files is not None:  # the whole model is here: it has every file asked for
+            report(PullProgress(0, 0, 0, "done"))
+            return final
         raise TransferError(f"{final} already exists: the model is on this node already")
     report(PullProgress(0, 0, 0, "manifest"))
+    ask: dict = {"model": model_id}
+    if files is not None:
+        ask["files"] = sorted(files)
     try:
-        manifest = Manifest.from_json(await link.request(MODEL_MANIFEST, {"model": model_id}))
+        manifest = Manifest.from_json(await link.request(MODEL_MANIFEST, ask))
+        if files is not None:
+            manifest = manifest.subset(files)
     except RemoteError as exc:
         raise TransferError(f"{link.peer.name}: {exc}") from None
     except (LinkLost, ConnectionError):
         raise TransferError(f"{link.peer.name} went away before the copy began") from None
     staging = models_root / INCOMING / staging_name(model_id)
-    state, pieces = await asyncio.to_thread(_prepare, staging, manifest, piece_size)
+    state, pieces = await asyncio.to_thread(_prepare, staging, manifest, piece_size, partial)
     check_space(bytes_of(pieces), shutil.disk_usage(staging).free)
     copier = _Copier(link, model_id, manifest, staging, pieces, state.verified, report)
     await copier.run(in_flight, bulk)
-    await asyncio.to_thread(_publish, staging, final)
+    for name in (MANIFEST_FILE, LOG_FILE):
+        (staging / name).unlink(missing_ok=True)
+    where = await asyncio.to_thread(publish, staging, final, partial, manifest, files is None)
     report(PullProgress(manifest.total_bytes, manifest.total_bytes, copier.received, "done"))
-    return final
+    return where
 
 
-def _prepare(staging: Path, manifest: Manifest, piece_size: int) -> tuple[ResumeState, list[Piece]]:
-    """Read what an earlier attempt left, drop what no longer matches, record the manifest."""
+def _prepare(
+    staging: Path, manifest: Manifest, piece_size: int, partial: Path | None = None
+) -> tuple[ResumeState, list[Piece]]:
+    """Read what an earlier attempt left, drop what no longer matches, record the manifest;
+    files a partial copy here already holds in this version are taken from it."""
     staging.mkdir(parents=True, exist_ok=True)
+    adopted = adopt(staging, manifest, partial) if partial is not None else frozenset()
     old = None
     with contextlib.suppress(OSError, ValueError, TransferError):
         old = Manifest.from_json(json.loads((staging / MANIFEST_FILE).read_text()))
@@ -116,6 +140,9 @@ def _prepare(staging: Path, manifest: Manifest, piece_size: int) -> tuple[Resume
         if (staging / f.name).is_file() and (staging / f.name).stat().st_size == f.size
     }  # fmt: skip
     state = resume(old, manifest, logged, verified)
+    state = ResumeState(  # an adopted file is whole: pieces of it from an attempt no longer count
+        frozenset(p for p in state.done if p[0] not in adopted), state.verified | adopted
+    )
     wanted = {f.name for f in manifest.files}
     for path in staging.iterdir():  # whatever no longer counts goes
         name = path.name.removesuffix(".part")
@@ -127,13 +154,6 @@ def _prepare(staging: Path, manifest: Manifest, piece_size: int) -> tuple[Resume
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest.to_json()))
     (staging / LOG_FILE).write_text("".join(f"{i} {n}\n" for n, i in sorted(state.done)))
     return state, missing_pieces(manifest, state, piece_size)
-
-
-def _publish(staging: Path, final: Path) -> None:
-    for name in (MANIFEST_FILE, LOG_FILE):
-        (staging / name).unlink(missing_ok=True)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(staging, final)
 
 
 class InOrderHash:

@@ -71,9 +71,14 @@ class RemoteActions:
         return plan_from_summary(body)
 
     async def load_sharded(
-        self, model_id: str, nodes: list[str] | None = None, mode: Mode = "pipeline"
+        self,
+        model_id: str,
+        nodes: list[str] | None = None,
+        mode: Mode = "pipeline",
+        *,
+        copy: bool = False,
     ) -> ShardPlan:
-        body = {"model": model_id, "shard": True, "nodes": nodes, "mode": mode}
+        body = {"model": model_id, "shard": True, "nodes": nodes, "mode": mode, "copy": copy}
         return plan_from_summary((await self.control("POST", "/load", body))["plan"])
 
     async def unload_sharded(self, model_id: str) -> list[str]:

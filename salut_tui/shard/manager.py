@@ -62,6 +62,7 @@ class ShardManager:
         command: tuple[str, ...] = RUNNER_COMMAND,
         on_change: Callable[[], None] = lambda: None,
         on_failed: Callable[[ShardInstance], None] = lambda instance: None,
+        resolve_part: Callable[[JoinOrder], Path | None] = lambda order: None,
         join_timeout: float = JOIN_TIMEOUT,
         load_timeout: float = LOAD_TIMEOUT,
     ) -> None:
@@ -69,6 +70,7 @@ class ShardManager:
         self.data_dir = data_dir
         self.peers = peers
         self.resolve_model = resolve_model
+        self.resolve_part = resolve_part  # a partial copy holding a participant's layers
         self.command = command
         self.join_timeout, self.load_timeout = join_timeout, load_timeout
         self._on_change = on_change
@@ -192,7 +194,7 @@ class ShardManager:
             raise ValueError("a join order comes from its coordinator, for this node")
         if order.instance_id in self.instances:
             raise ValueError(f"instance {order.instance_id} already runs here")
-        path = self.resolve_model(order.model_id)
+        path = self.resolve_model(order.model_id) or self.resolve_part(order)
         if path is None:
             yield JoinEvent("failed", reason=f"the model '{order.model_id}' is not on this node "
                             "(copy its files here first)").to_bytes()  # fmt: skip

@@ -22,6 +22,7 @@ those families need, usable for any model shaped `model.model.{embed_tokens, lay
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from mlx_lm.models.cache import KVCache
 from mlx_lm.utils import load_model, load_tokenizer
 
 from salut_tui.shard.ringpass import pass_along
+from salut_tui.transfer.manifest import INDEX_FILE, parse_weight_map
 
 # Families whose decoder is `model.model.{embed_tokens, layers, norm}` with layers called as
 # `layer(h, mask, cache)` and one causal mask for every layer (checked again at load time).
@@ -139,8 +141,18 @@ class LoadedShard:
 
 
 def load_shard(path: Path, group: Any, mode: str, layer_start: int, layer_end: int) -> LoadedShard:
-    """This rank's part of the model in `path`, weights evaluated, ready for BatchGenerator."""
-    model, config = load_model(path, lazy=True)
+    """This rank's part of the model in `path`, weights evaluated, ready for BatchGenerator.
+
+    `path` may be a partial copy (`transfer.partial`: only the weight files of this rank's
+    layers); the tensors it lacks get lazy placeholders that are never evaluated, and every
+    tensor the stage keeps is checked to have come from disk."""
+    partial = absent_weight_files(path)
+    if partial and mode == "tensor":
+        raise ValueError(
+            f"a tensor split needs every weight file; this node lacks {sorted(partial)[0]}"
+        )
+    model, config = load_model(path, lazy=True, strict=not partial)
+    on_disk = _fill_absent(model, path) if partial else None
     tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     size = group.size() if group is not None else 1
     if mode == "tensor":
@@ -153,11 +165,51 @@ def load_shard(path: Path, group: Any, mode: str, layer_start: int, layer_end: i
         check_pipeline_support(model, config)
         stage = PipelineStage(model, group, layer_start, layer_end)
         source = size - 1
+        if on_disk is not None:
+            _check_on_disk(model, on_disk, layer_start, layer_end)
     flat: list[tuple[str, mx.array]] = tree_flatten(stage.parameters())  # type: ignore[assignment]
     parameters = [a for _, a in flat]
     mx.eval(parameters)
     memory = sum(a.nbytes for a in parameters)
     return LoadedShard(stage, tokenizer, config, memory, TokenBroadcast(group, source))
+
+
+def absent_weight_files(path: Path) -> frozenset[str]:
+    """Weight files the model's index names that are not in `path` (a partial copy)."""
+    try:
+        weight_map = parse_weight_map((path / INDEX_FILE).read_bytes())
+    except OSError:
+        return frozenset()
+    if weight_map is None:
+        return frozenset()
+    return frozenset(f for f in set(weight_map.values()) if not (path / f).is_file())
+
+
+def _fill_absent(model: nn.Module, path: Path) -> frozenset[str]:
+    """Give the tensors no file here holds a lazy zero placeholder in the model's own dtype
+    (never evaluated: the stage drops them; the dtype keeps the lazy trace of `_boundary`
+    true to the real model); returns the names that did come from disk."""
+    weights: dict[str, mx.array] = {}
+    for file in sorted(path.glob("model*.safetensors")):
+        weights.update(mx.load(str(file)))  # type: ignore[arg-type]
+    if hasattr(model, "sanitize"):
+        weights = model.sanitize(weights)
+    floats = Counter(v.dtype for v in weights.values() if mx.issubdtype(v.dtype, mx.floating))
+    dtype = floats.most_common(1)[0][0] if floats else mx.float32
+    flat: list[tuple[str, mx.array]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    absent = [(k, mx.zeros(v.shape, dtype=dtype)) for k, v in flat if k not in weights]
+    model.load_weights(absent, strict=False)
+    return frozenset(weights)
+
+
+def _check_on_disk(model: nn.Module, on_disk: frozenset[str], start: int, end: int) -> None:
+    flat: list[tuple[str, mx.array]] = tree_flatten(model.parameters())  # type: ignore[assignment]
+    lacking = sorted(k for k, _ in flat if k not in on_disk)
+    if lacking:
+        raise ValueError(
+            f"this node's partial copy of the model lacks {lacking[0]} (needed for layers "
+            f"[{start}, {end})): copy the files of these layers here again"
+        )
 
 
 def check_pipeline_support(model: nn.Module, config: dict) -> None:

@@ -71,10 +71,28 @@ class StageAssignment:
 
 
 @dataclass(frozen=True, slots=True)
+class CopyOffer:
+    """The files a participant without them would get copied from the coordinator first (see
+    `copies.offer_copies`): only its layers' weight files where the model's index allows."""
+
+    rank: int
+    node_id: str
+    name: str
+    files: tuple[str, ...]  # weight files to copy, sorted
+    bytes: int  # what travels: those files and the small ones (config, tokenizer, index)
+    whole: bool  # every weight file: a whole copy of the model
+
+    def describe(self) -> str:
+        what = "the whole model" if self.whole else ", ".join(self.files) or "no weight file"
+        return f"{self.name}: {what} ({self.bytes / 1e6:.1f} MB)"
+
+
+@dataclass(frozen=True, slots=True)
 class ShardPlan:
     model_id: str
     num_layers: int
     stages: tuple[StageAssignment, ...]  # by rank; rank 0 is the coordinator
+    copies: tuple[CopyOffer, ...] = ()  # for the stages without files, what `--copy` copies
 
     @property
     def world_size(self) -> int:
@@ -93,7 +111,11 @@ class ShardPlan:
         if not self.missing_files:
             return None
         names = ", ".join(s.name for s in self.missing_files)
-        return f"the model '{self.model_id}' is not on {names}: copy its files there first"
+        message = f"the model '{self.model_id}' is not on {names}: copy its files there first"
+        if self.copies:
+            offers = "; ".join(c.describe() for c in self.copies)
+            message += f" (--copy would copy {offers})"
+        return message
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ class Candidate:
     free_bytes: int
     models: frozenset[str]  # the models it has files for (or has loaded)
     healthy: bool = True
+    partial: frozenset[str] = frozenset()  # weight files of the model planned, a partial copy
 
 
 def plan_load(

@@ -25,12 +25,13 @@ from typing import Literal, Protocol
 
 from salut_tui.engine import errors
 from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError, Token
+from salut_tui.shard.copies import copied, offer_copies
 from salut_tui.shard.instance import ShardFailed, ShardInstance
 from salut_tui.shard.join import UNLOAD
 from salut_tui.shard.manager import ShardManager
-from salut_tui.shard.placement import PlacementRefused, ShardPlan, StageAssignment
+from salut_tui.shard.placement import CopyOffer, PlacementRefused, ShardPlan, StageAssignment
 from salut_tui.shard.planning import Candidate, plan_load
-from salut_tui.shard.shape import model_shape
+from salut_tui.shard.shape import model_shape, weight_layout
 from salut_tui.views import ShardView
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,11 @@ class ShardHost(Protocol):
         """Load the model whole in this node's engine (a re-plan that fits here alone)."""
         ...
 
+    async def copy_files(self, model_id: str, offer: CopyOffer) -> None:
+        """Carry out `offer`: the peer copies those files of the model from this node (raises
+        ModelError in words when it cannot)."""
+        ...
+
 
 def plan_summary(plan: ShardPlan) -> dict:
     return {
@@ -68,6 +74,11 @@ def plan_summary(plan: ShardPlan) -> dict:
              "layers": [s.layer_start, s.layer_end], "memory_bytes": s.bytes_needed,
              "usable_bytes": s.usable_bytes, "has_files": s.has_model_files}
             for s in plan.stages
+        ],
+        "copies": [
+            {"rank": c.rank, "id": c.node_id, "name": c.name, "files": list(c.files),
+             "bytes": c.bytes, "whole": c.whole}
+            for c in plan.copies
         ],
     }  # fmt: skip
 
@@ -82,7 +93,14 @@ def plan_from_summary(body: dict) -> ShardPlan:
         )
         for n in body["nodes"]
     )  # fmt: skip
-    return ShardPlan(str(body["model"]), int(body["num_layers"]), stages)
+    copies = tuple(
+        CopyOffer(
+            int(c["rank"]), str(c["id"]), str(c["name"]), tuple(str(f) for f in c["files"]),
+            int(c["bytes"]), bool(c["whole"]),
+        )
+        for c in body.get("copies", ())
+    )  # fmt: skip
+    return ShardPlan(str(body["model"]), int(body["num_layers"]), stages, copies)
 
 
 class ShardService:
@@ -99,9 +117,11 @@ class ShardService:
         model_id: str,
         nodes: Sequence[str] | None = None,
         exclude: frozenset[str] = frozenset(),
+        mode: Mode = "pipeline",
     ) -> tuple[ShardPlan, Path]:
         """The plan for loading `model_id` sharded from this node (never on the peers in
-        `exclude`, by node id); raises ModelError."""
+        `exclude`, by node id), with the copy each participant without the files would need;
+        raises ModelError."""
         path = self.host.locate_model(model_id)
         if path is None:
             raise ModelError.of(
@@ -118,13 +138,40 @@ class ShardService:
             raise ModelError(
                 plan.message, status=507, code="insufficient_memory", type="server_error"
             )
+        if plan.missing_files:
+            try:
+                layout = weight_layout(path)
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("no copy to offer for '%s': %s", model_id, exc)
+            else:
+                held = {p.node_id: p.partial for p in peers if p.partial}
+                plan = offer_copies(plan, layout, held, mode)
         return plan, path
 
-    async def load(self, plan: ShardPlan, path: Path, mode: Mode = "pipeline") -> ShardView:
-        """A load someone asked for: it is what a re-plan after a failure tries to restore."""
+    async def load(
+        self, plan: ShardPlan, path: Path, mode: Mode = "pipeline", *, copy: bool = False
+    ) -> ShardView:
+        """A load someone asked for: it is what a re-plan after a failure tries to restore.
+        `copy`: the participants without the files get the copy the plan offers them first."""
+        if copy:
+            plan = await self.copy_first(plan)
         self._loads[plan.model_id] = ([s.name for s in plan.stages], mode)
         self._replanned_at.pop(plan.model_id, None)
         return await self._start(plan, path, mode)
+
+    async def copy_first(self, plan: ShardPlan) -> ShardPlan:
+        """Carry out every copy `plan` offers, at once; the plan with those stages served."""
+        offers = plan.copies
+        results = await asyncio.gather(
+            *(self.host.copy_files(plan.model_id, offer) for offer in offers),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        for offer in offers:
+            plan = copied(plan, offer)
+        return plan
 
     async def _start(self, plan: ShardPlan, path: Path, mode: Mode) -> ShardView:
         missing = plan.missing_files_message()
@@ -216,7 +263,7 @@ class ShardService:
         await failed.wait_stopped()
         exclude = frozenset({failed.blamed} if failed.blamed else ())
         try:
-            plan, path = self.plan(model, nodes, exclude)
+            plan, path = self.plan(model, nodes, exclude, mode)
             if plan.world_size == 1:
                 await self.host.load_whole(model, path)
             else:

@@ -14,6 +14,8 @@ import struct
 from pathlib import Path
 
 from salut_tui.shard.placement import ModelShape
+from salut_tui.shard.weights import WeightLayout, tied_embeddings
+from salut_tui.transfer.manifest import INDEX_FILE, model_file_names, parse_weight_map
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _EMBED = ("embed_tokens.", "wte.", "tok_embeddings.", "word_embeddings.")
@@ -66,3 +68,14 @@ def model_shape(path: Path, model_id: str) -> ModelShape:
                 head += size
     tied = bool(config.get("tie_word_embeddings", not has_head)) and not has_head
     return ModelShape(model_id, tuple(layers), embed, head, tied)
+
+
+def weight_layout(path: Path) -> WeightLayout:
+    """Which file holds which tensor in the model in `path`, and every file's size."""
+    config = read_config(path)
+    sizes = {name: (path / name).stat().st_size for name in model_file_names(path)}
+    weight_map = None
+    if INDEX_FILE in sizes:
+        weight_map = parse_weight_map((path / INDEX_FILE).read_bytes())
+    tied = tied_embeddings(config, weight_map) if weight_map is not None else False
+    return WeightLayout(sizes, weight_map, int(config["num_hidden_layers"]), tied)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ MODEL_FILE_PATTERNS = (
     "*.jsonl",
     "*.jinja",
 )
+INDEX_FILE = "model.safetensors.index.json"  # which weight file holds which tensor
 MAX_FILES = 4096  # a sender listing more is not sending a model
 HASH_BLOCK = 4 * 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -50,6 +52,37 @@ def check_name(name: object) -> str:
     ):
         raise TransferError(f"refused file name {str(name)[:80]!r}: not a file of a model")
     return name
+
+
+def check_names(names: object) -> frozenset[str] | None:
+    """A list of file names from a peer (each checked), or None when it gave none."""
+    if names is None:
+        return None
+    if not isinstance(names, list) or len(names) > MAX_FILES:
+        raise TransferError("the file list must be a list of model file names")
+    return frozenset(check_name(n) for n in names)
+
+
+def is_weight_file(name: str) -> bool:
+    """A weights file; every other model file (config, tokenizer, index) is small and needed
+    by every copy, whole or partial."""
+    return name.endswith(".safetensors")
+
+
+def parse_weight_map(text: str | bytes) -> dict[str, str] | None:
+    """The index's tensor -> file table; None when it cannot be read as one."""
+    try:
+        body = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    table = body.get("weight_map") if isinstance(body, dict) else None
+    if not isinstance(table, dict) or not table:
+        return None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in table.items()):
+        return None
+    if any("/" in v or "\\" in v or not is_weight_file(v) for v in table.values()):
+        return None  # a file outside the model directory, or not a weight file: not trusted
+    return dict(table)
 
 
 def model_file_names(directory: Path) -> list[str]:
@@ -84,6 +117,15 @@ class Manifest:
 
     def entry(self, name: str) -> FileEntry | None:
         return next((f for f in self.files if f.name == name), None)
+
+    def subset(self, weights: frozenset[str]) -> Manifest:
+        """Only the weight files named in `weights`, with every other file (config, tokenizer,
+        index): what a copy of some layers takes. TransferError names a file it lacks."""
+        unknown = weights - {f.name for f in self.files}
+        if unknown:
+            raise TransferError(f"the model has no file {sorted(unknown)[0]!r}")
+        kept = tuple(f for f in self.files if not is_weight_file(f.name) or f.name in weights)
+        return Manifest(self.model_id, kept)
 
     def to_json(self) -> dict:
         return {
@@ -127,10 +169,18 @@ def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> st
     return digest.hexdigest()
 
 
-def build_manifest(model_id: str, directory: Path, cache: HashCache | None = None) -> Manifest:
-    """Hash every model file of `directory` (blocking: on a worker thread)."""
+def build_manifest(
+    model_id: str,
+    directory: Path,
+    cache: HashCache | None = None,
+    weights: frozenset[str] | None = None,
+) -> Manifest:
+    """Hash every model file of `directory` (blocking: on a worker thread); with `weights`,
+    only those weight files (and every other file): a copy of some layers hashes no more."""
     files = []
     for name in model_file_names(directory):
+        if weights is not None and is_weight_file(name) and name not in weights:
+            continue
         path = directory / name
         files.append(FileEntry(name, path.stat().st_size, (cache or HashCache()).sha256(path)))
     return Manifest(model_id, tuple(files))

@@ -91,7 +91,9 @@ def describe_plan(plan: ShardPlan, show_bytes: Callable[[int | None], str]) -> s
             f"  {s.name[:14]:<14} layers {s.layer_start:>3}-{s.layer_end:<3} "
             f"{show_bytes(s.bytes_needed)} of {show_bytes(s.usable_bytes)}{files}"
         )
+    for offer in plan.copies:  # what the "copy first" answer copies: its layers' files
+        lines.append(f"copy first to {offer.describe()}")
     missing = plan.missing_files_message()
-    if missing is not None:
+    if missing is not None and not plan.copies:
         lines.append(missing)
     return "\n".join(lines)

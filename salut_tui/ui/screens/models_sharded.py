@@ -52,17 +52,22 @@ class ShardedModelActions(NodeScreen):
             self.show_status(f"No paired peer to split {info.id} over: l loads it here.")
             return
 
+        copy = bool(plan.copies)  # a node lacks the files: the choice is to copy them first
+        lacking = ", ".join(c.name for c in plan.copies)
+
         def answered(yes: bool | None) -> None:
             if yes:
                 names = ", ".join(s.name for s in plan.stages)
-                self.show_status(f"Loading {info.id} sharded over {names}…")
+                first = f"Copying files to {lacking}, then loading" if copy else "Loading"
+                self.show_status(f"{first} {info.id} sharded over {names}…")
                 self.run_worker(
-                    self._load_sharded(info.id, nodes), group="models", exit_on_error=False
+                    self._load_sharded(info.id, nodes, copy), group="models", exit_on_error=False
                 )
 
         question = f"Load {info.id} sharded?"
         detail = describe_plan(plan, self.figures.bytes)
-        self.app.push_screen(Confirm(question, detail, yes="Load", no="Cancel"), answered)
+        yes = f"Copy to {lacking}, then load" if copy else "Load"
+        self.app.push_screen(Confirm(question, detail, yes=yes, no="Cancel"), answered)
 
     def _shard_plan(self, model_id: str) -> tuple[ShardPlan | None, list[str] | None]:
         """The node's own plan (fewest nodes first); when that is this node alone, the split
@@ -78,9 +83,11 @@ class ShardedModelActions(NodeScreen):
         nodes = [self.node.settings.display_name(), *peers]
         return self.node.shard_plan(model_id, nodes), nodes
 
-    async def _load_sharded(self, model_id: str, nodes: list[str] | None) -> None:
+    async def _load_sharded(
+        self, model_id: str, nodes: list[str] | None, copy: bool = False
+    ) -> None:
         try:
-            plan = await self.node.load_sharded(model_id, nodes)
+            plan = await self.node.load_sharded(model_id, nodes, copy=copy)
         except Exception as exc:
             log.warning("sharded load of %s failed", model_id, exc_info=True)
             self.show_status(f"Could not shard {model_id}: {describe_error(exc)}", error=True)

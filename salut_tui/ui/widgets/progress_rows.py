@@ -49,8 +49,8 @@ class TransferRow(Horizontal):
         self._composed = False
 
     def compose(self) -> ComposeResult:
-        arrow = "<-" if self.view.kind == "pull" else "<- hub"
-        source = f" {escape(self.view.source)}" if self.view.kind == "pull" else ""
+        arrow = {"pull": "<-", "copy": "->"}.get(self.view.kind, "<- hub")
+        source = f" {escape(self.view.source)}" if self.view.kind != "download" else ""
         yield Label(f"{escape(self.view.model)} {arrow}{source}", classes="load-name")
         yield ProgressBar(total=1.0, show_eta=False)
         yield Label("", classes="load-stage")
