@@ -94,18 +94,19 @@ async def test_a_pulls_the_model_and_serves_it_the_same(nodes: tuple[Node, Node]
 
 async def test_an_interrupted_copy_resumes_with_what_it_has(nodes: tuple[Node, Node]) -> None:
     a, b = nodes
-    link = link_to_b(a, b)
     root = a.settings.models_path()
     # A first attempt cancelled (as a node stopping cancels it) once a few pieces are in.
     log = root / INCOMING / "salut-test--tiny-llama" / LOG_FILE
-    first = asyncio.ensure_future(pull_model(link, MODEL, root, in_flight=1, piece_size=PIECE))
+    first = asyncio.ensure_future(
+        pull_model(lambda: link_to_b(a, b), MODEL, root, in_flight=1, piece_size=PIECE)
+    )
     await until(lambda: log.exists() and log.read_text().count("\n") >= 2, 10, interval=0.001)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
     assert not (root / MODEL).exists()  # a partial copy is never visible
     final: list[PullProgress] = []
-    path = await pull_model(link, MODEL, root, final.append, piece_size=PIECE)
+    path = await pull_model(lambda: link_to_b(a, b), MODEL, root, final.append, piece_size=PIECE)
     total = final[-1].total
     assert 0 < final[-1].received < total, "the resumed copy should send only what was missing"
     assert digests(path) == digests(b.settings.models_path() / MODEL)
@@ -125,10 +126,10 @@ async def test_a_damaged_piece_fails_the_sha_check(nodes: tuple[Node, Node]) -> 
     pieces = -(-size // (256 * 1024))
     (staging / LOG_FILE).write_text("".join(f"{i} extra.safetensors\n" for i in range(pieces)))
     with pytest.raises(TransferError, match="SHA-256"):
-        await pull_model(link, MODEL, root, piece_size=256 * 1024)
+        await pull_model(lambda: link_to_b(a, b), MODEL, root, piece_size=256 * 1024)
     assert not (root / MODEL).exists()
     assert not (staging / "extra.safetensors.part").exists()  # thrown away, fetched next time
-    path = await pull_model(link, MODEL, root, piece_size=256 * 1024)
+    path = await pull_model(lambda: link_to_b(a, b), MODEL, root, piece_size=256 * 1024)
     assert digests(path) == digests(b.settings.models_path() / MODEL)
 
 
@@ -173,3 +174,33 @@ async def test_pieces_hashed_in_file_order_whatever_order_they_arrive() -> None:
             assert hasher.upto == 0  # waits for the bytes before it
     assert await hasher.hexdigest() == hashlib.sha256(data[:30000]).hexdigest()
     assert hasher.upto == 30000
+
+
+async def test_a_copy_goes_on_over_the_new_link_when_its_link_is_replaced(
+    nodes: tuple[Node, Node],
+) -> None:
+    """The link a copy began on is replaced mid-copy (the node with the smaller id dials again,
+    as with crossed links): the replaced link drains and refuses new pieces, and the copy takes
+    the remaining pieces over the new link instead of failing."""
+    a, b = nodes
+    assert a.cluster is not None and b.cluster is not None
+    root = a.settings.models_path()
+    old = link_to_b(a, b)
+    log = root / INCOMING / "salut-test--tiny-llama" / LOG_FILE
+    final: list[PullProgress] = []
+    copy = asyncio.ensure_future(
+        pull_model(
+            lambda: link_to_b(a, b), MODEL, root, final.append, in_flight=1, piece_size=PIECE
+        )
+    )
+    await until(lambda: log.exists() and log.read_text().count("\n") >= 2, 10, interval=0.001)
+    smaller, other = sorted((a.cluster, b.cluster), key=lambda c: c.node_id)
+    peer = smaller.trust.get(other.node_id)
+    assert peer is not None
+    smaller._tasks.spawn(smaller.linker.dial(peer), name="a second link")
+    await until(lambda: link_to_b(a, b) is not old, 10, what="the new link on A")
+    path = await copy
+    assert old.draining or old.closed
+    assert digests(path) == digests(b.settings.models_path() / MODEL)
+    total = final[-1].total
+    assert final[-1].received <= total  # a piece fetched again does not count twice

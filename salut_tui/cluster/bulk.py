@@ -146,29 +146,30 @@ class BulkReader:
     ) -> None:
         self.link, self.model_id, self.session, self.threads = link, model_id, session, threads
 
-    async def _ticket(self, piece: Piece) -> tuple[bytes, str]:
+    async def _ticket(self, link: PeerLink, piece: Piece) -> tuple[bytes, str]:
         body = {
             "model": self.model_id, "name": piece.name, "offset": piece.offset,
             "length": piece.length,
         }  # fmt: skip
-        answer = await self.link.request(MODEL_BULK, body)
-        ticket, port, host = answer.get("ticket"), answer.get("port"), self.link.remote_host()
+        answer = await link.request(MODEL_BULK, body)
+        ticket, port, host = answer.get("ticket"), answer.get("port"), link.remote_host()
         if not isinstance(ticket, str) or len(ticket) != 2 * TICKET_BYTES:
-            raise TransferError(f"{self.link.peer.name} sent a malformed bulk ticket")
+            raise TransferError(f"{link.peer.name} sent a malformed bulk ticket")
         if not isinstance(port, int) or not 0 < port < 65536 or host is None:
-            raise TransferError(f"{self.link.peer.name} gave no address for the copy")
+            raise TransferError(f"{link.peer.name} gave no address for the copy")
         host = f"[{host}]" if ":" in host else host
         return bytes.fromhex(ticket), f"http://{host}:{port}{BULK_PATH}"
 
     async def fetch(self, piece: Piece, fd: int, on_bytes: Callable[[int], None]) -> list[bytes]:
         """Write `piece` at its offset in `fd`; its plaintext blocks, in order, for hashing."""
+        link = self.link  # one link for the ticket and its keys, even if `link` is replaced
         try:
-            ticket, url = await self._ticket(piece)
+            ticket, url = await self._ticket(link, piece)
         except RemoteError as exc:
             if "unknown peer method" in str(exc):  # what a 0.1 peer answers
                 raise OldPeer() from None
             raise
-        keys = ticket_keys(self.link.exporter(), ticket)
+        keys = ticket_keys(link.exporter(), ticket)
         sealer = RangeSealer(keys, ticket, piece.name, piece.offset, piece.length)
         headers = {TICKET_HEADER: ticket.hex(), PROOF_HEADER: request_proof(keys, ticket).hex()}
         blocks = []
@@ -178,10 +179,10 @@ class BulkReader:
                 with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                     reason = (await response.content.read(500)).decode(errors="replace")
                 raise TransferError(
-                    f"{self.link.peer.name} refused the copy ({response.status}): {reason}"
+                    f"{link.peer.name} refused the copy ({response.status}): {reason}"
                 )
             if response.content_length != sealed_length(piece.length):
-                raise TransferError(f"{self.link.peer.name} announced the wrong length")
+                raise TransferError(f"{link.peer.name} announced the wrong length")
             for index, (at, size) in enumerate(sealer.spans):
                 sealed = await response.content.readexactly(size + TAG_BYTES)
                 blocks.append(

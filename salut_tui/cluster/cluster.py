@@ -375,8 +375,9 @@ class Cluster:
         ref = peer_ref or self.holder_of(model_id)
         if ref is None:
             raise TransferError(f"no reachable paired peer has the model '{model_id}'")
+        # The peer's current link at each step: a copy outlives a replaced link.
         path = await pull_model(
-            self.linked_peer(ref), model_id, self.settings.models_path(), report
+            lambda: self.linked_peer(ref), model_id, self.settings.models_path(), report
         )
         self._models_changed()
         return path

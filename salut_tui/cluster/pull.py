@@ -75,8 +75,23 @@ def final_directory(models_root: Path, model_id: str) -> Path:
     return models_root / parts[0] / parts[1]
 
 
+LinkSource = Callable[[], PeerLink]
+# How often one copy moves to the peer's new link when its link is replaced (crossed links, a
+# re-link after a stall) before it gives up; a replaced link drains, so only new requests fail.
+RELINKS = 3
+
+
+def relinked(links: LinkSource, old: PeerLink) -> PeerLink | None:
+    """The peer's current link when it is not `old` (which was replaced), else None."""
+    try:
+        fresh = links()
+    except TransferError:
+        return None
+    return None if fresh is old else fresh
+
+
 async def pull_model(
-    link: PeerLink,
+    link: PeerLink | LinkSource,
     model_id: str,
     models_root: Path,
     report: Report = lambda _p: None,
@@ -87,6 +102,9 @@ async def pull_model(
     bulk: bool = True,
 ) -> Path:
     """Copy `model_id` from the peer at the other end of `link`; its directory here.
+
+    `link` may be a function that returns the peer's current link: the copy then goes on over
+    the new link when its link is replaced mid-copy, instead of failing.
 
     `files`: only these weight files (and every other file of the model: config, tokenizer,
     index), for the layers this node runs in a sharded plan. Such a copy goes to the partial
@@ -102,24 +120,35 @@ async def pull_model(
     ask: dict = {"model": model_id}
     if files is not None:
         ask["files"] = sorted(files)
-    try:
-        manifest = Manifest.from_json(await link.request(MODEL_MANIFEST, ask))
-        if files is not None:
-            manifest = manifest.subset(files)
-    except RemoteError as exc:
-        raise TransferError(f"{link.peer.name}: {exc}") from None
-    except (LinkLost, ConnectionError):
-        raise TransferError(f"{link.peer.name} went away before the copy began") from None
+    links: LinkSource = link if callable(link) else (lambda: link)
+    manifest = await _manifest(links, ask)
+    if files is not None:
+        manifest = manifest.subset(files)
     staging = models_root / INCOMING / staging_name(model_id)
     state, pieces = await asyncio.to_thread(_prepare, staging, manifest, piece_size, partial)
     check_space(bytes_of(pieces), shutil.disk_usage(staging).free)
-    copier = _Copier(link, model_id, manifest, staging, pieces, state.verified, report)
+    copier = _Copier(links, model_id, manifest, staging, pieces, state.verified, report)
     await copier.run(in_flight, bulk)
     for name in (MANIFEST_FILE, LOG_FILE):
         (staging / name).unlink(missing_ok=True)
     where = await asyncio.to_thread(publish, staging, final, partial, manifest, files is None)
     report(PullProgress(manifest.total_bytes, manifest.total_bytes, copier.received, "done"))
     return where
+
+
+async def _manifest(links: LinkSource, ask: dict) -> Manifest:
+    link = links()
+    for _ in range(RELINKS):
+        try:
+            return Manifest.from_json(await link.request(MODEL_MANIFEST, ask))
+        except RemoteError as exc:
+            raise TransferError(f"{link.peer.name}: {exc}") from None
+        except (LinkLost, ConnectionError):
+            fresh = relinked(links, link)
+            if fresh is None:
+                break
+            link = fresh
+    raise TransferError(f"{link.peer.name} went away before the copy began")
 
 
 def _prepare(
@@ -197,7 +226,7 @@ def _update(digest: hashlib._Hash, blocks: list[bytes]) -> None:
 class _Copier:
     def __init__(
         self,
-        link: PeerLink,
+        links: LinkSource,
         model_id: str,
         manifest: Manifest,
         staging: Path,
@@ -205,7 +234,8 @@ class _Copier:
         verified: frozenset[str],
         report: Report,
     ) -> None:
-        self.link, self.model_id, self.manifest = link, model_id, manifest
+        self.links, self.link = links, links()
+        self.model_id, self.manifest = model_id, manifest
         self.staging, self.report = staging, report
         self.queue: asyncio.Queue[Piece] = asyncio.Queue()
         for piece in pieces:
@@ -283,30 +313,63 @@ class _Copier:
 
     async def _fetch(self, piece: Piece) -> None:
         fd = self._fd(piece.name)
-        peer = self.link.peer.name
-        blocks = None
-        try:
-            if self.bulk is not None:
-                try:
-                    blocks = await self.bulk.fetch(piece, fd, self._arrived)
-                except OldPeer:
-                    log.info("%s serves no bulk path: copying over the link", peer)
-                    self.bulk = None
-            if blocks is None:
-                blocks = await self._fetch_over_link(piece, fd)
-        except RemoteError as exc:
-            raise TransferError(f"{peer}: {exc}") from None
-        except CryptoFailure as exc:  # the piece is not logged: fetched again next time
-            raise TransferError(f"a piece of {piece.name} from {peer}: {exc}") from None
-        except (LinkLost, ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+        blocks: list[bytes] | None = None
+        for _ in range(RELINKS):
+            link, arrived = self.link, [0]
+
+            def count(n: int, arrived: list[int] = arrived) -> None:
+                arrived[0] += n
+                self._arrived(n)
+
+            try:
+                blocks = await self._fetch_once(piece, fd, count)
+                break
+            except LinkLost:
+                # Bytes of the failed try are fetched again: they do not count twice.
+                self.received -= arrived[0]
+                self.done -= arrived[0]
+                fresh = relinked(self.links, link)
+                if fresh is None:
+                    break
+                if self.link is link:  # the first worker to notice moves every worker over
+                    log.info("%s: the copy goes on over the new link", link.peer.name)
+                    self.link = fresh
+                    if self.bulk is not None:
+                        self.bulk.link = fresh
+        if blocks is None:
             raise TransferError(
-                f"{peer} went away during the copy; run the pull again to go on"
-            ) from None
+                f"{self.link.peer.name} went away during the copy; run the pull again to go on"
+            )
         hasher = self.hashers.get(piece.name)
         if hasher is not None:
             hasher.add(piece.offset, blocks)
 
-    async def _fetch_over_link(self, piece: Piece, fd: int) -> list[bytes]:
+    async def _fetch_once(self, piece: Piece, fd: int, count: Callable[[int], None]) -> list[bytes]:
+        """One try at a piece; LinkLost when the link it began on was replaced or lost."""
+        peer = self.link.peer.name
+        blocks: list[bytes] | None = None
+        try:
+            if self.bulk is not None:
+                try:
+                    blocks = await self.bulk.fetch(piece, fd, count)
+                except OldPeer:
+                    log.info("%s serves no bulk path: copying over the link", peer)
+                    self.bulk = None
+            if blocks is None:
+                blocks = await self._fetch_over_link(piece, fd, count)
+        except RemoteError as exc:
+            raise TransferError(f"{peer}: {exc}") from None
+        except CryptoFailure as exc:  # the piece is not logged: fetched again next time
+            raise TransferError(f"a piece of {piece.name} from {peer}: {exc}") from None
+        except (ConnectionError, aiohttp.ClientError, asyncio.IncompleteReadError):
+            raise TransferError(
+                f"{peer} went away during the copy; run the pull again to go on"
+            ) from None
+        return blocks
+
+    async def _fetch_over_link(
+        self, piece: Piece, fd: int, count: Callable[[int], None]
+    ) -> list[bytes]:
         body = {
             "model": self.model_id, "name": piece.name, "offset": piece.offset,
             "length": piece.length,
@@ -321,7 +384,7 @@ class _Copier:
                 blocks.append(payload)
                 await self.threads.run(os.pwrite, fd, payload, offset)
                 offset += len(payload)
-                self._arrived(len(payload))
+                count(len(payload))
         finally:
             await stream.aclose()
         if offset != piece.offset + piece.length:
