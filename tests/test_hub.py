@@ -288,3 +288,147 @@ async def test_an_interrupted_download_resumes_and_reports_bytes(hub, repo_files
     assert received == size
     assert seen[0][0] == total - size  # the first report: all but the weights already on disk
     assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+
+
+WEIGHTS = "model.safetensors"
+
+
+def _weights_blob(cache: Path, repo_files: dict[str, bytes]) -> Path:
+    sha256 = hashlib.sha256(repo_files[WEIGHTS]).hexdigest()
+    return cache / "models--salut-test--tiny-llama" / "blobs" / sha256
+
+
+def _partial(cache: Path, repo_files: dict[str, bytes]) -> Path:
+    blob = _weights_blob(cache, repo_files)
+    return blob.with_name(blob.name + ".salut-partial")
+
+
+async def _download(cache: Path, endpoint: str, seen: list | None = None) -> Path:
+    def on_bytes(done: int, total: int, received: int) -> None:
+        if seen is not None:
+            seen.append((done, total, received))
+
+    return await asyncio.to_thread(
+        download_model, REPO_ID, cache_dir=cache, endpoint=endpoint, on_bytes=on_bytes
+    )
+
+
+async def test_a_download_killed_mid_file_goes_on_from_where_it_stopped(
+    hub, repo_files, tiny_model_path, tmp_path
+):
+    """kill -9 of the process downloading the weights half-way: the next download asks only for
+    the rest (a Range request from the partial file's end) and the model is byte-identical."""
+    import signal
+    import sys
+
+    fake, endpoint = hub
+    size = len(repo_files[WEIGHTS])
+    cut = size // 2 + 12345  # not on a chunk boundary
+    fake.stall_after = cut
+    cache = tmp_path / "hf"
+    code = (
+        "import sys; from salut_tui.engine.hub import download_model; "
+        "download_model(sys.argv[1], cache_dir=sys.argv[2], endpoint=sys.argv[3])"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, REPO_ID, str(cache), endpoint
+    )
+    partial = _partial(cache, repo_files)
+    try:
+        for _ in range(1200):  # the subprocess imports mlx-lm first: allow for a slow machine
+            if partial.is_file() and partial.stat().st_size == cut:
+                break
+            await asyncio.sleep(0.05)
+        assert partial.stat().st_size == cut  # what arrived is on disk, before any kill
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        fake.release.set()
+    assert not _weights_blob(cache, repo_files).exists()  # nothing half-done is visible
+    fake.stall_after = None
+    cdn_before, seen = fake.cdn_served, []
+    snapshot = await _download(cache, endpoint, seen)
+
+    assert fake.cdn_served - cdn_before == size - cut  # only the rest travelled
+    assert fake.ranges[-1] == f"bytes={cut}-"
+    assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
+    assert not partial.exists()
+    assert mx.allclose(_logits(snapshot), _logits(tiny_model_path)).item()
+    done, total, received = seen[-1]
+    assert done == total == sum(len(repo_files[p.name]) for p in snapshot.iterdir())
+    assert received == total - cut  # the resumed bytes count as on disk, not as fetched
+    assert seen[0] == (cut, total, 0)  # the first report: the partial is on disk already
+
+
+async def test_a_connection_cut_mid_file_resumes_in_the_same_run(hub, repo_files, tmp_path):
+    fake, endpoint = hub
+    size = len(repo_files[WEIGHTS])
+    fake.drop_after = size // 3
+    snapshot = await _download(tmp_path, endpoint)
+    assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
+    assert fake.ranges == [None, f"bytes={size // 3}-"]
+    assert fake.cdn_served == size  # the cut-off part was not fetched twice
+
+
+async def test_a_corrupted_partial_is_caught_by_the_sha256_and_fetched_again(
+    hub, repo_files, tmp_path
+):
+    fake, endpoint = hub
+    size = len(repo_files[WEIGHTS])
+    partial = _partial(tmp_path, repo_files)
+    partial.parent.mkdir(parents=True)
+    wrong = bytearray(repo_files[WEIGHTS][:1000])
+    wrong[500] ^= 0xFF  # one flipped byte, as a crash of the machine might leave
+    partial.write_bytes(bytes(wrong))
+    snapshot = await _download(tmp_path, endpoint)
+    assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
+    assert fake.ranges == ["bytes=1000-", None]  # the rest, then (bad sum) the whole file again
+    assert fake.cdn_served == (size - 1000) + size
+    assert not partial.exists()
+
+
+async def test_wrong_bytes_never_become_visible(hub, repo_files, tmp_path):
+    """A source that keeps sending wrong bytes: the download fails, and no blob and no
+    snapshot file holds them (a partial copy is never loadable)."""
+    fake, endpoint = hub
+    fake.tamper = True
+    with pytest.raises(DownloadError, match="SHA-256"):
+        await _download(tmp_path, endpoint)
+    assert not _weights_blob(tmp_path, repo_files).exists()
+    snapshots = tmp_path / "models--salut-test--tiny-llama" / "snapshots"
+    assert not list(snapshots.glob(f"*/{WEIGHTS}"))
+    assert len(fake.ranges) == 2  # one try, then once more from the start
+
+
+async def test_a_server_that_ignores_range_still_ends_correct(hub, repo_files, tmp_path):
+    fake, endpoint = hub
+    fake.ignore_range = True
+    size = len(repo_files[WEIGHTS])
+    partial = _partial(tmp_path, repo_files)
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(repo_files[WEIGHTS][:4096])
+    seen: list[tuple[int, int, int]] = []
+    snapshot = await _download(tmp_path, endpoint, seen)
+    assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
+    assert fake.ranges == ["bytes=4096-"]  # asked for the rest, got the whole file (200)
+    assert fake.cdn_served == size
+    assert seen[-1][0] == seen[-1][1]
+
+
+def test_the_plan_counts_whole_files_and_usable_partials_as_on_disk():
+    from salut_tui.engine.hub_fetch import HubFile, plan_fetch
+
+    files = [
+        HubFile("config.json", 100, "a"),
+        HubFile("tokenizer.json", 50, "b"),
+        HubFile("model-1.safetensors", 1000, "c", "s1"),
+        HubFile("model-2.safetensors", 2000, "d", "s2"),
+        HubFile("model-3.safetensors", 500, "e", "s3"),
+    ]
+    present = {"config.json", "model-1.safetensors"}
+    partials = {"model-2.safetensors": 700, "model-3.safetensors": 900}  # 900 > 500: useless
+    plan = plan_fetch(files, present, partials)
+    assert [f.path for f in plan.fetch] == ["model-2.safetensors", "model-3.safetensors"]
+    assert plan.partials == {"model-2.safetensors": 700}  # the other starts again
+    assert plan.on_disk == 100 + 1000 + 700
+    assert plan.total == 3650
