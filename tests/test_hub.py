@@ -55,6 +55,7 @@ class FakeHub:
         self.served = 0  # body bytes sent by GET (hub and CDN)
         self.cdn_served = 0  # of which the CDN's (LFS files)
         self.tamper = False  # the CDN flips the first byte of every body it sends
+        self.refuse: set[int] = set()  # CDN GETs (1 = the first) answered 403, as an expired URL
         self.cdn_url = ""  # set once the CDN app listens
         self.ranges: list[str | None] = []  # the Range header of each CDN GET
         self.ignore_range = False  # answer 200 with the whole file, as a server without ranges
@@ -137,6 +138,8 @@ class FakeHub:
             raise web.HTTPNotFound()
         asked = request.headers.get("Range")
         self.ranges.append(asked)
+        if len(self.ranges) in self.refuse:
+            raise web.HTTPForbidden(text="Request has expired")
         start = 0
         response = web.StreamResponse(headers={"Accept-Ranges": "bytes", "ETag": '"cdn"'})
         if asked and not self.ignore_range:
@@ -368,6 +371,21 @@ async def test_a_connection_cut_mid_file_resumes_in_the_same_run(hub, repo_files
     assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
     assert fake.ranges == [None, f"bytes={size // 3}-"]
     assert fake.cdn_served == size  # the cut-off part was not fetched twice
+
+
+async def test_an_expired_cdn_address_is_asked_for_again(hub, repo_files, tmp_path):
+    """The CDN refuses the address after a cut (signed URLs expire): the Hub is asked for a new
+    one and the file goes on from its partial."""
+    fake, endpoint = hub
+    size = len(repo_files[WEIGHTS])
+    fake.drop_after, fake.refuse = size // 3, {2}
+    heads_before = fake.requests.count(("HEAD", f"/{REPO_ID}/resolve/{COMMIT}/{WEIGHTS}"))
+    snapshot = await _download(tmp_path, endpoint)
+    assert (snapshot / WEIGHTS).read_bytes() == repo_files[WEIGHTS]
+    assert fake.ranges == [None, f"bytes={size // 3}-", f"bytes={size // 3}-"]
+    assert fake.cdn_served == size
+    heads = fake.requests.count(("HEAD", f"/{REPO_ID}/resolve/{COMMIT}/{WEIGHTS}"))
+    assert heads - heads_before == 3  # Salut twice (again for a new address), the hub's client once
 
 
 async def test_a_corrupted_partial_is_caught_by_the_sha256_and_fetched_again(

@@ -154,9 +154,21 @@ def fetch_all(
     check_space(cache, plan)
 
     def one(f: HubFile) -> None:
-        where = url_of(f)
-        if where is not None:
-            fetch_blob(f, *where, cache, tally, plan.partials.get(f.path, 0))
+        from huggingface_hub.errors import HfHubHTTPError
+
+        counted = plan.partials.get(f.path, 0)
+        for attempt in range(2):
+            where = url_of(f)
+            if where is None:
+                return
+            try:
+                fetch_blob(f, *where, cache, tally, counted)
+                return
+            except HfHubHTTPError as exc:
+                # A signed CDN address that expired during a long download: ask for a new one.
+                if attempt or exc.response is None or exc.response.status_code not in (403, 410):
+                    raise
+                counted = cache.partial_size(f)  # what the tally now counts for this file
 
     with ThreadPoolExecutor(max_workers=min(WORKERS, len(plan.fetch))) as pool:
         for _ in pool.map(one, plan.fetch):  # the first failure raises here
