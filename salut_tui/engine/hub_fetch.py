@@ -193,6 +193,7 @@ def fetch_blob(
     assert f.sha256 is not None
     blob, path = cache.blob(f.sha256), cache.partial(f.sha256)
     cache.lock(f.sha256).parent.mkdir(parents=True, exist_ok=True)
+    cache.blobs.mkdir(parents=True, exist_ok=True)
     with WeakFileLock(str(cache.lock(f.sha256))):
         if blob.is_file():  # another download finished it meanwhile
             tally.adjust(f.size - counted)
