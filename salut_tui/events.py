@@ -27,6 +27,8 @@ class ModelLoadStarted(Event):
 
 # Stage prefix of the progress of the bundled default model's one-time conversion (first start).
 CONVERTING = "converting: "
+# Stage prefix of a load's memory check (what the model needs, what is free): the first stage.
+MEMORY_CHECK = "memory check: "
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,3 +129,41 @@ async def test_download_through_the_running_node_shows_in_its_transfers(
         assert node.registry.locate(REPO_ID) is not None
     finally:
         await node.stop()
+
+
+async def test_a_download_resumed_through_the_node_counts_the_partial_as_on_disk(
+    hub,  # noqa: F811  (the fixture imported above)
+    repo_files,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch,
+    capsys,
+) -> None:
+    """Half the weights already in their partial file (a killed download): `salut download`
+    fetches the rest only, and the node's transfer says so (done counts the partial, received
+    does not), as the Models screen and the progress bar show it."""
+    import asyncio
+
+    from salut_tui.node import Node
+    from tests.test_hub import REPO_ID, _partial
+
+    fake, endpoint = hub
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
+    partial = _partial(tmp_path / "hf", repo_files)
+    partial.parent.mkdir(parents=True)
+    half = len(repo_files["model.safetensors"]) // 2
+    partial.write_bytes(repo_files["model.safetensors"][:half])
+    data = tmp_path / "data"
+    node = Node(Settings(host="127.0.0.1", port=0, data_dir=str(data), node_name="n"))
+    await node.start(preload=[])
+    try:
+        args = ["download", REPO_ID, "--endpoint", endpoint, "--data-dir", str(data)]
+        code = await asyncio.to_thread(main, args)
+        err = capsys.readouterr().err
+        assert code == 0, err
+        (view,) = node.transfers.all()
+        assert view.state == "done" and view.done == view.total
+        assert view.received == view.total - half
+        assert fake.ranges == [f"bytes={half}-"]
+        assert "100%" in err
+    finally:
+        await node.stop()

@@ -23,6 +23,7 @@ from salut_tui.cluster.control import (
     stream_control,
 )
 from salut_tui.config import Settings
+from salut_tui.events import MEMORY_CHECK
 from salut_tui.keepalive import describe
 from salut_tui.transfer.progress import RateMeter, Snapshot, bar_line, human_bytes
 
@@ -113,7 +114,10 @@ def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
         started = time.monotonic()
         result: dict[str, Any] = {}
         for answer in _stream(args, settings, "/models/load", body):
-            if "progress" in answer:
+            stage = str(answer.get("stage", ""))
+            if stage.startswith(MEMORY_CHECK):  # the (peer's) check, kept above the bar
+                _draw(f"{args.on or 'this node'}: {stage}", end="\n")
+            elif "progress" in answer:
                 snap = Snapshot(int(answer["progress"] * 1000), 1000, 0.0, None)
                 filled = int(snap.fraction * 30)
                 _draw(
@@ -190,19 +194,37 @@ def cmd_unload(args: argparse.Namespace, settings: Settings) -> int:
     return _run(go)
 
 
+def model_lines(models: list[dict], me: str) -> list[str]:
+    """`salut models` as text, from the control route's model rows (`me`: this node's name):
+    where each model's files are, where it is loaded, the idle unload of a model loaded here,
+    and for a sharded instance every participant's rank and layers (the same parts /v1/models
+    lists as `shard` and the Models screen shows)."""
+    lines = [f"{'MODEL':<44} {'FILES ON':<24} {'LOADED ON':<20} {'IDLE UNLOAD':<12}"]
+    for m in models:
+        holders = (["this node"] if m["here"] else []) + list(m["peers_with_files"])
+        parts = sorted(m.get("shard") or (), key=lambda p: p["rank"])
+        loaded_here = m["here"] and me in m["nodes"] and not parts
+        left = describe(m["keep_alive_left"]) if loaded_here else "-"
+        if loaded_here and m["keep_alive_left"] is not None:
+            left = f"in {left}"
+        loaded_on = ", ".join(m["nodes"]) or "-"
+        if parts:
+            state = "sharded" if m["loaded"] else "starting"
+            loaded_on = f"{state}: {', '.join(p['name'] for p in parts)}"
+        lines.append(
+            f"{m['id']:<44} {', '.join(holders) or '-':<24} {loaded_on:<20} {left:<12}".rstrip()
+        )
+        for p in parts:  # layers [start, end), as the shard plan prints them
+            start, end = p["layers"]
+            lines.append(f"  rank {p['rank']}  {p['name']:<16} layers {start:>3}-{end}")
+    return lines
+
+
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
         body = call_control(settings.data_path(), "GET", "/models", host=args.host, port=args.port)
-        print(f"{'MODEL':<44} {'FILES ON':<24} {'LOADED ON':<20} {'IDLE UNLOAD':<12}")
-        for m in body["models"]:
-            holders = (["this node"] if m["here"] else []) + list(m["peers_with_files"])
-            left = describe(m["keep_alive_left"]) if m["here"] and m["loaded"] else "-"
-            if m["here"] and m["loaded"] and m["keep_alive_left"] is not None:
-                left = f"in {left}"
-            print(
-                f"{m['id']:<44} {', '.join(holders) or '-':<24} "
-                f"{', '.join(m['nodes']) or '-':<20} {left:<12}"
-            )
+        for line in model_lines(body["models"], body.get("node", "")):
+            print(line)
         running = [t for t in body["transfers"] if t["state"] == "running"]
         for t in running:
             snap = Snapshot(t["done"], t["total"], t["rate"], t["eta"])

@@ -1,7 +1,7 @@
 """Control routes for models on this node and on its peers (`salut models/pull/load/unload`).
 
-    GET  /salut/control/models          the cluster's models (where each lives and is loaded)
-                                        and the transfers of this node
+    GET  /salut/control/models          this node's name, the cluster's models (where each lives
+                                        and is loaded) and the transfers of this node
     POST /salut/control/models/pull     {model, from?}          NDJSON: transfer views to the end
     POST /salut/control/models/download {model, revision?, endpoint?}  the same, from the Hub
     POST /salut/control/models/load     {model, on?, keep_alive?, force?}
@@ -28,7 +28,7 @@ from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.engine.types import ModelError
 from salut_tui.events import Event, EventBus, ModelLoadProgressed, TransferChanged
 from salut_tui.transfers import Transfers, TransferView
-from salut_tui.views import ModelInfo
+from salut_tui.views import ModelInfo, SelfView
 
 
 class ModelControl(Protocol):
@@ -41,6 +41,8 @@ class ModelControl(Protocol):
     def transfers(self) -> Transfers: ...
 
     def models(self) -> list[ModelInfo]: ...
+
+    def self_view(self) -> SelfView: ...
 
     def pull_model(self, model_id: str, peer: str | None = None) -> str: ...
 
@@ -64,6 +66,7 @@ def install(app: web.Application, node: ModelControl) -> None:
     async def models(request: web.Request) -> web.Response:
         return web.json_response(
             {
+                "node": node.self_view().name,  # which of the names below is this node
                 "models": [dataclasses.asdict(m) for m in node.models()],
                 "transfers": [transfer_json(t) for t in node.transfers.all()],
             }
@@ -137,6 +140,8 @@ def install(app: web.Application, node: ModelControl) -> None:
                 await _line(response, getter.result())
             else:
                 getter.cancel()
+        while not progress.empty():  # the last steps came with the answer: they go first
+            await _line(response, progress.get_nowait())
         result = task.result()
         await _line(response, dataclasses.asdict(result))
         await response.write_eof()

@@ -37,6 +37,7 @@ from salut_tui.engine.types import Chunk, Error, Finish, GenerationRequest, Mode
 from salut_tui.engine.worker import STARTED, Worker
 from salut_tui.events import (
     CONVERTING,
+    MEMORY_CHECK,
     EventBus,
     ModelLoaded,
     ModelLoadFailed,
@@ -314,7 +315,8 @@ class Engine:
                 if self._stopped:  # stopped while resolving or waiting: the thread is gone
                     raise errors.engine_stopped()
                 await self._refresh_metal()  # the fit check needs what MLX holds right now
-                self._check_fits(model_id, estimate_model_bytes(path), force)
+                # The check's figures as the first stage: a load asked from a peer shows them.
+                progress(0.0, self._check_fits(model_id, estimate_model_bytes(path), force))
                 info = await asyncio.wrap_future(self._worker.load(model_id, path, progress))
         except ModelError as exc:
             self.events.publish(ModelLoadFailed(model_id, exc.message))
@@ -339,7 +341,8 @@ class Engine:
         )
         return info
 
-    def _check_fits(self, model_id: str, needed: int, force: bool) -> None:
+    def _check_fits(self, model_id: str, needed: int, force: bool) -> str:
+        """Refuse a model that does not fit (unless forced); else say what the check found."""
         memory = self._memory_now()
         budget = memory.available - int(self.settings.memory_headroom_gb * GIB)
         if needed > budget and not force:
@@ -352,6 +355,11 @@ class Engine:
                 type="server_error",
                 param="model",
             )
+        forced = " (forced past it)" if needed > budget else ""
+        return (
+            f"{MEMORY_CHECK}needs about {needed / GIB:.2f} GiB, "
+            f"{max(budget, 0) / GIB:.2f} GiB free{forced}"
+        )
 
     async def unload(self, model_id: str) -> None:
         if model_id not in self._models or self._worker is None:

@@ -1,24 +1,30 @@
 """Download models from the Hugging Face Hub into the local Hugging Face cache.
 
-`download_model` is a thin layer over `huggingface_hub.snapshot_download`: it asks only for the
-files mlx-lm needs (mlx-lm's own allow patterns), turns the hub's progress bars into a
-`progress(fraction, message)` callback, and returns the snapshot directory, which the model
-registry then finds in the Hugging Face cache like any other cached model.
+`download_model` asks only for the files mlx-lm needs (mlx-lm's own allow patterns). It fetches
+the large (LFS) files itself, resumably (`hub_fetch.py`: a download killed mid-file goes on from
+where it stopped), then lets `huggingface_hub.snapshot_download` fetch the small files and link
+everything into the snapshot, which the model registry then finds in the Hugging Face cache like
+any other cached model. Progress goes to `progress(fraction, message)` and, in bytes, to
+`on_bytes` (`hub_progress.py`).
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from tqdm.std import tqdm as std_tqdm
+from salut_tui.engine.hub_fetch import (
+    DownloadError,
+    HubFile,
+    RepoCache,
+    fetch_all,
+    list_files,
+    plan_fetch,
+    strip_auth_off_hub,
+)
+from salut_tui.engine.hub_progress import ByteProgress, ByteTally, Progress, hub_bar_class
 
-Progress = Callable[[float, str], None]
-# (bytes of the model on disk, bytes in all so far, bytes fetched in this run): the total grows
-# as the hub client starts each file; resumed bytes count as on disk, not as fetched.
-ByteProgress = Callable[[int, int, int], None]
+__all__ = ["ByteProgress", "DownloadError", "Progress", "allow_patterns", "download_model"]
 
 # What mlx-lm downloads for a model; used when the installed mlx-lm does not export its list.
 _FALLBACK_ALLOW_PATTERNS = [
@@ -34,10 +40,6 @@ _FALLBACK_ALLOW_PATTERNS = [
 ]
 
 
-class DownloadError(Exception):
-    """A model that could not be downloaded; the message says why (not found, offline...)."""
-
-
 def allow_patterns() -> list[str]:
     """The file patterns mlx-lm itself downloads for a model."""
     from mlx_lm import utils
@@ -45,45 +47,50 @@ def allow_patterns() -> list[str]:
     return list(getattr(utils, "DEFAULT_ALLOW_PATTERNS", _FALLBACK_ALLOW_PATTERNS))
 
 
-def _progress_bar_class(progress: Progress, on_bytes: ByteProgress | None = None) -> type[std_tqdm]:
-    """A tqdm class that reports byte progress to `progress` instead of drawing a bar.
+def _fetch_large_files(
+    model_id: str, revision: str | None, cache_dir: Path, endpoint: str | None,
+    token: str | bool | None, tally_for: Callable[[int, int], ByteTally],
+) -> ByteTally:  # fmt: skip
+    """Fetch the model's LFS files into the cache (resumably) and return the tally the rest of
+    the download goes on counting in. Offline or with the Hub down, nothing is fetched here:
+    `snapshot_download` then finds the cached snapshot or says why not."""
+    import httpx2
+    from huggingface_hub import HfApi, constants, get_hf_file_metadata, hf_hub_url
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+    from huggingface_hub.utils import build_hf_headers
 
-    It derives from plain tqdm, not huggingface_hub's subclass, so the hub does not disable it
-    (it disables its own bars when stderr is not a terminal, e.g. under the UI); the text it would
-    draw goes to an in-memory sink.
-    """
-    state = {"best": 0.0, "done": 0.0, "total": 0.0, "received": 0.0}
+    if constants.is_offline_mode():
+        return tally_for(0, 0)
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        commit = api.repo_info(model_id, revision=revision or constants.DEFAULT_REVISION).sha
+        assert commit is not None, "the Hub names the commit of a revision"
+        files = list_files(api, model_id, commit, allow_patterns())
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise
+    except (httpx2.TransportError, OfflineModeIsEnabled, HfHubHTTPError):
+        return tally_for(0, 0)
+    repo = RepoCache.of(cache_dir, model_id)
+    present = {f.path for f in files if repo.has(commit, f)}
+    partials = {f.path: repo.partial_size(f) for f in files if f.sha256 is not None}
+    plan = plan_fetch(files, present, partials)
+    tally = tally_for(plan.total, plan.on_disk)
+    tally.adjust(0)  # the first report: what is on disk already
 
-    class _ReportingBar(std_tqdm):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs.pop("name", None)
-            kwargs["file"] = io.StringIO()
-            kwargs["disable"] = False
-            super().__init__(*args, **kwargs)
+    def url_of(f: HubFile) -> tuple[str, dict[str, str]] | None:
+        url = hf_hub_url(model_id, f.path, revision=commit, endpoint=endpoint)
+        meta = get_hf_file_metadata(url, token=token, endpoint=endpoint)
+        if meta.etag != f.sha256:  # the cache would name its blob otherwise: leave it to the hub
+            return None
+        return meta.location, strip_auth_off_hub(url, meta.location, build_hf_headers(token=token))
 
-        def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
-            # The snapshot's aggregate bars: bytes on disk ("Reconstructing", resumed bytes
-            # included) of all the files started so far, and bytes fetched ("Downloading").
-            desc = str(self.desc)
-            if on_bytes is not None and self.unit == "B":
-                if desc.startswith("Downloading bytes"):
-                    state["received"] = float(self.n)
-                elif desc.startswith("Recon"):
-                    state["done"], state["total"] = float(self.n), float(self.total or 0)
-                done = int(state["done"])
-                on_bytes(done, max(int(state["total"]), done), int(state["received"]))
-            # Byte bars carry the transfer; the file-count bar would jump in coarse steps.
-            if self.unit == "B" and self.total:
-                fraction = min(1.0, self.n / self.total)
-                if fraction > state["best"]:  # several byte bars run at once: never go back
-                    state["best"] = fraction
-                    progress(
-                        fraction, f"downloaded {self.n / 1e6:.1f} of {self.total / 1e6:.1f} MB"
-                    )
-            return shown
-
-    return _ReportingBar
+    fetch_all(plan, repo, url_of, tally)
+    return tally
 
 
 def download_model(
@@ -102,7 +109,8 @@ def download_model(
     (default: `$HF_ENDPOINT` or huggingface.co). Raises DownloadError with a readable message
     when the model does not exist, is gated, or the hub cannot be reached.
     """
-    from huggingface_hub import snapshot_download
+    import httpx2
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HfHubHTTPError,
@@ -113,15 +121,20 @@ def download_model(
 
     report = progress or (lambda _fraction, _message: None)
     report(0.0, f"downloading {model_id}")
+    cache = Path(cache_dir or constants.HF_HUB_CACHE).expanduser().resolve()
     try:
+        tally = _fetch_large_files(
+            model_id, revision, cache, endpoint, token,
+            lambda total, on_disk: ByteTally(total, on_disk, on_bytes, report),
+        )  # fmt: skip
         path = snapshot_download(
             model_id,
             revision=revision,
-            cache_dir=cache_dir,
+            cache_dir=cache,
             allow_patterns=allow_patterns(),
             endpoint=endpoint,
             token=token,
-            tqdm_class=_progress_bar_class(report, on_bytes),
+            tqdm_class=hub_bar_class(tally),
         )
     except GatedRepoError as exc:
         raise DownloadError(f"{model_id}: gated model; accept its terms and log in: {exc}") from exc
@@ -133,6 +146,13 @@ def download_model(
         raise DownloadError(f"{model_id}: hub unreachable and not in the cache: {exc}") from exc
     except HfHubHTTPError as exc:
         raise DownloadError(f"{model_id}: download failed: {exc}") from exc
+    except httpx2.TransportError as exc:  # the connection kept failing: what arrived is kept
+        raise DownloadError(
+            f"{model_id}: download interrupted ({exc}); run it again to go on from there"
+        ) from exc
+    except OSError as exc:
+        raise DownloadError(f"{model_id}: cannot write to {cache}: {exc}") from exc
+    tally.finish()
     snapshot = Path(path)
     if not (snapshot / "config.json").is_file():
         raise DownloadError(
