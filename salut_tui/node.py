@@ -40,6 +40,7 @@ from salut_tui.engine.registry import ModelRegistry
 from salut_tui.engine.types import Chunk, Error, GenerationRequest, ModelError
 from salut_tui.events import EventBus, KeepAliveChanged
 from salut_tui.keepalive import KeepAlive, parse_keep_alive
+from salut_tui.log_levels import LoggerLevels, level_number
 from salut_tui.node_models import ModelActions
 from salut_tui.node_shards import NodeShards, no_shards
 from salut_tui.remote import routes as remote_routes
@@ -109,6 +110,7 @@ class Node(ModelActions):
         self._stopping = False
         self.gate = ShutdownGate()  # closed by shutdown.drain: new requests get 503
         self.keep_alive = KeepAlive(parse_keep_alive(settings.keep_alive))
+        self.log_levels = LoggerLevels()  # the Logs screen's DEBUG, while a UI asks for it
         self.events.subscribe(self._on_model_event)
         # The control routes' token (`salut pair`, `salut attach`), written 0600 into the data dir.
         self.control_token = (
@@ -173,6 +175,7 @@ class Node(ModelActions):
         if self.cluster is None:  # the cluster removes its own
             (self.settings.data_path() / CONTROL_TOKEN_FILE).unlink(missing_ok=True)
         log.info("node stopped")
+        self.reset_log_level()
 
     async def _preload(self, model_id: str) -> None:
         try:
@@ -266,6 +269,20 @@ class Node(ModelActions):
         saved = change_settings(self.settings, path, changes)
         self.config_path = path
         return saved
+
+    # ---- log level ------------------------------------------------------------------------
+    def set_log_level(self, name: str) -> None:
+        """Salut's loggers at `name` until `reset_log_level` (the UI's Logs screen asks for
+        DEBUG; ValueError for a name that is not a level)."""
+        self.log_levels.set(level_number(name))
+
+    def reset_log_level(self) -> None:
+        """Back to the configured level (the last attached UI detached, or the node stops)."""
+        self.log_levels.restore()
+
+    @property
+    def log_level(self) -> str:
+        return self.log_levels.effective()
 
     def locate_model(self, model_id: str) -> Path | None:
         return self.registry.locate(model_id)

@@ -7,6 +7,9 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from textual.widgets import Input, Static
 
 from salut_tui import events
 from salut_tui.cli.attach import running_node
-from salut_tui.cluster.control import CONTROL_TOKEN_FILE, read_control_token
+from salut_tui.cluster.control import CONTROL_TOKEN_FILE, call_control, read_control_token
 from salut_tui.config import Settings
 from salut_tui.engine.types import Error, GenerationRequest
 from salut_tui.node import Node
@@ -33,6 +36,7 @@ from salut_tui.settings_change import SavedSettings
 from salut_tui.transfers import TransferView
 from salut_tui.ui.app import SalutApp
 from salut_tui.ui.quitting import Stopping, quit_reasons
+from salut_tui.ui.screens.logs import LogsScreen
 from salut_tui.ui.screens.settings import SettingsScreen
 from salut_tui.ui.screens.streams import StreamsScreen
 from salut_tui.ui.widgets.confirm import Confirm
@@ -45,7 +49,7 @@ from salut_tui.views import (
     to_json,
 )
 from tests.attached import NodeLoop, attach
-from tests.helpers import ui_until, until
+from tests.helpers import free_port, ui_until, until, wait_healthy
 from tests.test_ui_app import (
     long_answer,
     long_context_model,  # noqa: F401  (a fixture)
@@ -342,3 +346,94 @@ async def test_attached_chat_for_an_unknown_model_gets_the_nodes_error(served: N
         assert chunk.code == "model_not_found" and "nobody/nothing" in chunk.message
     finally:
         await remote.stop()
+
+
+# ---- the node's log level from an attached Logs screen: a node in a process of its own ----
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path, tiny_model_path: Path):
+    """`salut serve` at INFO in its own process (its loggers are not this process's)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SALUT_CONFIG"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no stray user config
+    data_dir = tmp_path / "data"
+    cmd = [
+        sys.executable, "-m", "salut_tui", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--mode", "solo", "--model", str(tiny_model_path),
+        "--log-level", "INFO",
+    ]  # fmt: skip
+    with (tmp_path / "serve.log").open("w") as stderr:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc, models=[str(tiny_model_path)])
+            yield data_dir, port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def routed(app: SalutApp, levelname: str) -> bool:
+    """The node's record of where it routed a request, at `levelname`, in the attached Logs."""
+    return any(
+        e.name == "salut_tui.node" and e.levelname == levelname and "request for" in e.message
+        for e in app.state.logs
+    )
+
+
+async def test_debug_in_attached_logs_is_the_nodes_until_the_ui_detaches(
+    serve_process: tuple[Path, int], tiny_model_path: Path
+) -> None:
+    data_dir, port = serve_process
+    remote = await asyncio.to_thread(running_node, data_dir)
+    assert remote is not None
+    await remote.start()
+    assert remote.snapshot["log_level"] == "INFO"
+
+    async def chat() -> None:
+        body = {"model": str(tiny_model_path), "max_tokens": 2,
+                "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body) as response,
+        ):
+            assert response.status == 200
+
+    def access_lines() -> int:
+        return sum(e.name == "aiohttp.access" for e in app.state.logs)
+
+    app = SalutApp(remote, start_node=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("8")
+        await ui_until(pilot, lambda: isinstance(app.screen, LogsScreen))
+        # At INFO the node routes a request without a DEBUG record (its access line comes).
+        await chat()
+        await ui_until(pilot, lambda: access_lines() == 1)
+        assert not routed(app, "DEBUG")
+
+        await pilot.press("v", "v", "v")  # INFO -> WARNING -> ERROR -> DEBUG
+        await ui_until(pilot, lambda: app.screen.filter.level == "DEBUG")  # type: ignore[attr-defined]
+        await ui_until(pilot, lambda: remote.snapshot["log_level"] == "DEBUG")  # the node's
+        await chat()
+        await ui_until(pilot, lambda: routed(app, "DEBUG"))
+        [record] = [e for e in app.state.logs if "request for" in e.message]
+        assert record.levelname == "DEBUG" and str(tiny_model_path) in record.message
+
+        await pilot.press("q")
+        await ui_until(pilot, lambda: not app.is_running)
+    assert app.return_code == 0 and not remote.connected
+
+    def node_level() -> str:
+        host, node_port, token = read_control_token(data_dir)  # type: ignore[misc]
+        hello = call_control(
+            None, "GET", "/ui/hello", host=host, port=node_port, token=token, timeout=5
+        )
+        return str(hello["log_level"])
+
+    # Detached: the node notices the stream is gone (at its next snapshot, within a second or
+    # so) and is back at its configured level.
+    await until(lambda: node_level() == "INFO", 15, what="the node back at INFO", interval=0.2)

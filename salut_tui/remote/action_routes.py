@@ -8,6 +8,8 @@
                                            (its progress comes as TransferChanged events)
     POST /salut/control/ui/settings        {"changes": {key: value}}: saved into the node's own
                                            config file and applied live; what a save did
+    POST /salut/control/ui/log-level       {"level": "DEBUG"}: the node's loggers at that level
+                                           until the last attached UI detaches (`routes.py`)
 
 They sit behind the control token (`routes.py`), the same trust as `salut pair`: chat needs no
 API key here, as the in-process chat needs none. A chat runs through `Node.generate` like any
@@ -55,6 +57,8 @@ class ActingNode(Protocol):
     def pull_model(self, model_id: str, peer: str | None = ...) -> str: ...
 
     async def change_settings(self, changes: Mapping[str, Any]) -> SavedSettings: ...
+
+    def set_log_level(self, name: str) -> None: ...
 
 
 def install_actions(app: web.Application, node: ActingNode) -> None:
@@ -130,10 +134,19 @@ def install_actions(app: web.Application, node: ActingNode) -> None:
             return control_error(500, f"cannot write the config file: {exc}", "write_failed")
         return web.json_response(saved.to_json())
 
+    async def log_level(request: web.Request) -> web.Response:
+        level = (await json_body(request)).get("level")
+        try:
+            node.set_log_level(str(level))
+        except ValueError as exc:
+            return control_error(400, str(exc), "invalid_request")
+        return web.json_response({"level": str(level).upper()})
+
     app.router.add_post(f"{UI_PREFIX}/chat", chat)
     app.router.add_post(f"{UI_PREFIX}/models/import", import_gguf)
     app.router.add_post(f"{UI_PREFIX}/models/pull", pull)
     app.router.add_post(f"{UI_PREFIX}/settings", settings)
+    app.router.add_post(f"{UI_PREFIX}/log-level", log_level)
 
 
 def _import_result(task: asyncio.Future[Path]) -> dict[str, Any]:

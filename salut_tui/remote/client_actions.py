@@ -219,6 +219,18 @@ class RemoteActions:
         self.config_path = saved.path
         return saved
 
+    # ---- log level ---------------------------------------------------------------------
+    def set_log_level(self, name: str) -> None:
+        """The node's loggers at `name` until this UI detaches (the node puts its configured
+        level back then). From a key press: the request goes in the background."""
+        self._tasks.spawn(self._set_log_level(name), name=f"log level {name}")
+
+    async def _set_log_level(self, name: str) -> None:
+        try:
+            await self.control("POST", "/ui/log-level", {"level": name})
+        except ModelError as exc:
+            log.warning("the node did not take the log level %s: %s", name, exc.message)
+
     # ---- helpers -------------------------------------------------------------------------
     async def _ndjson(self, path: str, body: dict) -> AsyncGenerator[dict[str, Any], None]:
         """The lines of a control route's NDJSON answer; ModelError for a refusal."""

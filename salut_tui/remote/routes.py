@@ -80,6 +80,11 @@ class ControlledNode(ActingNode, Protocol):
 
     async def unload_model(self, model_id: str) -> None: ...
 
+    @property
+    def log_level(self) -> str: ...
+
+    def reset_log_level(self) -> None: ...
+
 
 # Set on records an attached UI logs again in its own process (a test may run both in one):
 # they are never forwarded back.
@@ -139,14 +144,17 @@ def snapshot(node: ControlledNode) -> dict[str, Any]:
         "blas": node.blas,
         "port": node.port,
         "version": node.version,
+        "log_level": node.log_level,  # DEBUG while an attached UI's Logs screen asks for it
     }
 
 
 def install(app: web.Application, node: ControlledNode, token: Callable[[], str]) -> None:
     """Add the routes; on a node without a cluster, also the token check of the control prefix
     (`token()` is the node's control token)."""
+    streams = 0  # attached UIs: when the last one goes, the node's log level goes back
 
     async def events(request: web.Request) -> web.StreamResponse:
+        nonlocal streams
         queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(QUEUE_LIMIT)
         overflowed = False
         loop = asyncio.get_running_loop()
@@ -170,6 +178,7 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
 
         unsubscribe = node.events.subscribe(on_event)
         logging.getLogger().addHandler(forward)
+        streams += 1
         try:
             await _send(response, "snapshot", snapshot(node))
             next_snapshot = loop.time() + SNAPSHOT_EVERY
@@ -187,12 +196,20 @@ def install(app: web.Application, node: ControlledNode, token: Callable[[], str]
         finally:
             logging.getLogger().removeHandler(forward)
             unsubscribe()
+            streams -= 1
+            if streams == 0:  # no UI left to read DEBUG records: the configured level again
+                node.reset_log_level()
         return response
 
     async def hello(request: web.Request) -> web.Response:
         """Is this the node, and does it take the token? (`salut` asks before attaching.)"""
         return web.json_response(
-            {"name": node.settings.display_name(), "version": node.version, "wire": WIRE_VERSION}
+            {
+                "name": node.settings.display_name(),
+                "version": node.version,
+                "wire": WIRE_VERSION,
+                "log_level": node.log_level,
+            }
         )
 
     async def models(request: web.Request) -> web.Response:

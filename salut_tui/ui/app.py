@@ -215,8 +215,10 @@ class SalutApp(App[int]):
         self._logs.install(LEVELS.get(self.node.settings.log_level.upper(), logging.INFO))
 
     def apply_log_level(self, name: str) -> None:
-        """What the Logs screen receives from now on (log_level in Settings, DEBUG in Logs)."""
+        """What the Logs screen receives from now on (log_level in Settings, DEBUG in Logs):
+        this process's loggers, and the node's (another process's when attached)."""
         self._logs.set_level(LEVELS.get(name.upper(), logging.INFO))
+        self.node.set_log_level(name.upper() if name.upper() in LEVELS else "INFO")
 
     @property
     def log_level(self) -> int:

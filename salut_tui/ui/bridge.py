@@ -24,6 +24,7 @@ from salut_tui.events import (
     ShardsChanged,
     StreamTokensReceived,
 )
+from salut_tui.log_levels import NODE_LOGGERS, LoggerLevels
 from salut_tui.ui.messages import LogPosted, NodeChanged, NodeNotice, Topic
 from salut_tui.ui.state import LogEntry, UIState
 
@@ -66,35 +67,27 @@ class EventBridge:
         self._pending.discard(topic)
 
 
-# Loggers whose records the Logs screen shows (the root stays at WARNING: libraries' chatter
-# stays out). aiohttp.access is one line per API request.
-UI_LOGGERS = ("salut_tui", "salut", "aiohttp.access")
-
-
 class LogRouting:
     """Puts a `UILogHandler` on the root logger and sets the level of Salut's loggers (and the
     API access log) for as long as the app runs; `remove` puts the old levels back."""
 
     def __init__(self, post: Callable[[LogPosted], object]) -> None:
         self.handler = UILogHandler(post)
-        self._saved: dict[str, int] = {}
+        self._levels = LoggerLevels(NODE_LOGGERS)
         self.level = logging.INFO
 
     def install(self, level: int) -> None:
-        self._saved = {name: logging.getLogger(name).level for name in UI_LOGGERS}
         logging.getLogger().addHandler(self.handler)
         self.set_level(level)
 
     def set_level(self, level: int) -> None:
         """Records below `level` are not even created from now on (DEBUG costs nothing else)."""
         self.level = level
-        for name in UI_LOGGERS:
-            logging.getLogger(name).setLevel(level)
+        self._levels.set(level)
 
     def remove(self) -> None:
         logging.getLogger().removeHandler(self.handler)
-        for name, level in self._saved.items():
-            logging.getLogger(name).setLevel(level)
+        self._levels.restore()
 
 
 class UILogHandler(logging.Handler):

@@ -144,3 +144,7 @@ class UINode(Protocol):
     # Settings: saved into the node's own config file (ConfigError when refused), the live
     # keys applied there; the answer says which wait for a restart.
     async def change_settings(self, changes: Mapping[str, Any]) -> SavedSettings: ...
+
+    # The level of the node's loggers (DEBUG chosen in Logs): the node's own, attached too; it
+    # goes back to its configured level when the UI exits or detaches.
+    def set_log_level(self, name: str) -> None: ...

@@ -23,6 +23,7 @@ from salut_tui.events import (
     StreamTokensReceived,
     TransferChanged,
 )
+from salut_tui.log_levels import LEVELS
 from salut_tui.transfers import TransferView
 from salut_tui.ui.history import History
 from salut_tui.ui.notifications import NoticeHistory, PeerWatch
@@ -220,11 +221,3 @@ class UIState:
     def log_sources(self) -> list[str]:
         """The logger names in the buffer, sorted."""
         return sorted({e.name for e in self.logs})
-
-
-LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARNING": logging.WARNING,
-    "ERROR": logging.ERROR,
-}
