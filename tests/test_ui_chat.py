@@ -85,16 +85,23 @@ async def test_switching_models_asks_before_a_new_chat(
         select = screen.query_one("#chat-model", Select)
 
         select.value = "test/other"
+        screen.redraw({"models"})  # the node's models changed meanwhile: still one question
         await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("n")  # keep the conversation, and its model
         await ui_until(pilot, lambda: select.value == tiny_model_id)
-        assert len(screen.history) == 2
+        await pilot.pause()
+        assert isinstance(app.screen, ChatScreen) and len(screen.history) == 2
 
         select.value = "test/other"
         await ui_until(pilot, lambda: isinstance(app.screen, Confirm))
         await pilot.press("y")
-        await ui_until(pilot, lambda: not screen.history and screen.model == "test/other")
-        assert "New chat with test/other" in screen_text(app, "#chat-status")
+        # The status is the last thing the answer sets (the history empties before the old
+        # turns are removed): wait for it, then look at the rest.
+        await ui_until(
+            pilot, lambda: "New chat with test/other" in screen_text(app, "#chat-status")
+        )
+        assert not screen.history and screen.model == "test/other"
+        assert isinstance(app.screen, ChatScreen)  # one question, answered: none left
         assert not screen.query(".turn-label")
 
 

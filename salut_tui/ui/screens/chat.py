@@ -114,10 +114,14 @@ class ChatScreen(NodeScreen):
         default = self.node.settings.default_model
         if default not in ids:
             ids.append(default)
-        select.set_options([(model_id, model_id) for model_id in ids])
-        if current in ids:
-            select.value = current
-        else:
+        # New options, the same choice: no Changed for it. A redraw re-posting the choice
+        # while it differs from the conversation's model (a switch being asked about) would
+        # ask again.
+        with self.prevent(Select.Changed):
+            select.set_options([(model_id, model_id) for model_id in ids])
+            if current in ids:
+                select.value = current
+        if current not in ids:
             loaded = [m.id for m in models if m.loaded]
             select.value = loaded[0] if loaded else default
 
