@@ -21,7 +21,7 @@ from salut_tui import events
 from salut_tui.cli.attach import running_node
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, call_control, read_control_token
 from salut_tui.config import Settings
-from salut_tui.engine.types import Error, GenerationRequest
+from salut_tui.engine.types import Error, GenerationRequest, ModelError
 from salut_tui.node import Node
 from salut_tui.remote.client import AttachError, RemoteNode
 from salut_tui.remote.routes import FORWARDED
@@ -437,3 +437,20 @@ async def test_debug_in_attached_logs_is_the_nodes_until_the_ui_detaches(
     # Detached: the node notices the stream is gone (at its next snapshot, within a second or
     # so) and is back at its configured level.
     await until(lambda: node_level() == "INFO", 15, what="the node back at INFO", interval=0.2)
+
+
+async def test_the_log_level_route_checks_the_name_and_detaching_puts_it_back(
+    running: Node,
+) -> None:
+    node = running
+    configured = node.log_level
+    remote = await attach(node)
+    with pytest.raises(ModelError, match="not a log level"):
+        await remote.control("POST", "/ui/log-level", {"level": "LOUD"})
+    assert node.log_level == configured
+    remote.set_log_level("DEBUG")  # a key press: sent in the background
+    await until(lambda: node.log_level == "DEBUG", what="the node at DEBUG")
+    await until(lambda: remote.snapshot.get("log_level") == "DEBUG", what="shown attached")
+    await remote.stop()
+    await until(lambda: node.log_level == configured, what="the configured level again")
+    assert not node.log_levels.overridden
