@@ -86,12 +86,14 @@ class Node(ModelActions):
         self.engine: Engine | None = (
             None if settings.mode == "client-only" else Engine(settings, self.registry, self.events)
         )
+        self.transfers = Transfers(self.events)  # pulls, downloads, copies for sharding
         # Identity, trust, discovery, peer links, proxying: every mode but solo.
         self.cluster: Cluster | None = (
-            None if settings.mode == "solo" else Cluster(self, settings, self.events)
+            None
+            if settings.mode == "solo"
+            else Cluster(self, settings, self.events, self.transfers)
         )
         # Sharded models: a node with a cluster and an engine can coordinate or take part.
-        self.transfers = Transfers(self.events)
         self.shards: NodeShards | None = None
         if self.cluster is not None and self.engine is not None:
             self.shards = NodeShards(

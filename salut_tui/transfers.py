@@ -1,7 +1,8 @@
 """Copies and downloads in progress on this node, as values the UI and the control routes read.
 
-A `Transfers` board holds one `TransferView` per transfer (a pull from a peer or a Hub
-download), replaced on every update and published as `TransferChanged`, so the Models screen
+A `Transfers` board holds one `TransferView` per transfer (a pull from a peer, a Hub
+download, or a copy for a sharded load: "copy" on the node that sends it, "fetch" on the one
+that receives it), replaced on every update and published as `TransferChanged`, so the Models screen
 and a `salut pull` waiting on the control route see the same figures.
 """
 
@@ -15,7 +16,8 @@ from typing import Literal
 from salut_tui.events import EventBus, TransferChanged
 from salut_tui.transfer.progress import RateMeter
 
-TransferKind = Literal["pull", "download", "copy"]  # copy: to a peer, for a sharded load
+# copy: to a peer, for its part of a sharded load; fetch: the same copy seen from that peer
+TransferKind = Literal["pull", "download", "copy", "fetch"]
 TransferState = Literal["running", "done", "failed"]
 
 

@@ -5,7 +5,7 @@ subprocesses: A holds a 4-layer model saved in 3 weight files, B holds nothing.
 - A's plan over A and B names B as lacking the files and what `--copy` would copy (layers 2-3:
   the second and third file, not the first); the load without the copy is refused in words.
 - With the copy, exactly those files arrive on B (verified), into B's partial copies, never
-  among B's models; then the sharded load serves the same greedy tokens as A alone.
+  among B's models; B shows the copy on its own transfers board as it goes (kind "fetch"); then the sharded load serves the same greedy tokens as A alone.
 - B tells A what it holds: the next plan needs no copy.
 - The pull of named files alone: resumable, it never shows as a whole model, and it becomes
   whole when the rest arrives.
@@ -27,8 +27,11 @@ from salut_tui.cluster.pull import INCOMING, LOG_FILE, PullProgress, pull_model
 from salut_tui.config import Settings
 from salut_tui.engine.memory import estimate_model_bytes
 from salut_tui.engine.types import Finish, GenerationRequest, ModelError, SamplingParams, Token
+from salut_tui.events import TransferChanged
 from salut_tui.node import Node
 from salut_tui.transfer.partial import MARKER, PARTIAL, held_weights
+from salut_tui.transfers import TransferView
+from salut_tui.ui.widgets.progress_rows import transfer_title
 from tests.helpers import until
 from tests.model_factory import build_tiny_model
 from tests.test_cluster_node import pair
@@ -92,6 +95,10 @@ async def test_b_gets_only_its_layers_files_then_serves_its_part(
         await a.load_sharded(MODEL, ["B"])
     assert refused.value.status == 409 and "--copy" in refused.value.message
 
+    seen_on_b: list[TransferView] = []
+    b.events.subscribe(
+        lambda e: seen_on_b.append(e.view) if isinstance(e, TransferChanged) else None
+    )
     await a.load_sharded(MODEL, ["B"], copy=True)
     partial = b.settings.models_path() / PARTIAL / "salut-test--tiny-split"
     arrived = {p.name for p in partial.iterdir()}
@@ -102,6 +109,20 @@ async def test_b_gets_only_its_layers_files_then_serves_its_part(
     assert MODEL not in {m.id for m in b.local_models()}
     [copy] = [t for t in a.transfers.all() if t.kind == "copy"]
     assert (copy.state, copy.source, copy.received) == ("done", "B", offer.bytes)
+    # B shows the same copy on its own board, as it goes: from A, for sharding, then done.
+    [fetch] = b.transfers.all()
+    assert (fetch.kind, fetch.model, fetch.source) == ("fetch", MODEL, "A")
+    assert (fetch.state, fetch.received, fetch.done, fetch.total) == (
+        "done", offer.bytes, offer.bytes, offer.bytes,
+    )  # fmt: skip
+    assert fetch.message == str(partial)
+    assert {v.id for v in seen_on_b} == {fetch.id}
+    states = [v.state for v in seen_on_b]
+    assert states[0] == "running" and states[-1] == "done" and states.count("done") == 1
+    moving = [v.done for v in seen_on_b if v.state == "running" and v.total]
+    assert moving and moving == sorted(moving) and moving[-1] == offer.bytes, moving
+    assert transfer_title(fetch) == f"{MODEL} <- A (for sharding)"  # B's Models screen row
+    assert transfer_title(copy) == f"{MODEL} -> B"
 
     sharded = await greedy(a)
     assert sharded == alone and len(sharded) > 0

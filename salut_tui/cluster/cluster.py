@@ -55,6 +55,7 @@ from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
 from salut_tui.transfer.manifest import TransferError
 from salut_tui.transfer.partial import list_partials
+from salut_tui.transfers import Transfers
 from salut_tui.views import ClusterView, ModelInfo, PeerView, ShardView, to_json
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,16 @@ class ShardEndpoint(Protocol):
 
 
 class Cluster:
-    def __init__(self, local: LocalNode, settings: Settings, events: EventBus) -> None:
+    def __init__(
+        self,
+        local: LocalNode,
+        settings: Settings,
+        events: EventBus,
+        transfers: Transfers | None = None,
+    ) -> None:
         self.local = local
         self.events = events
+        self.transfers = transfers  # where copies peers ask of this node show (none: nowhere)
         self.settings = settings
         data = self.settings.data_path()
         ensure_private_dir(data)
@@ -202,7 +210,7 @@ class Cluster:
                 return serve_fetch(
                     self._live_link(peer.node_id), self.settings.models_path(), body,
                     self._fetch_locks.setdefault(str(body.get("model")), asyncio.Lock()),
-                    on_done=self._models_changed,
+                    on_done=self._models_changed, board=self.transfers,
                 )  # fmt: skip
             if method.startswith(SHARD_METHODS) and self.shards is not None:
                 return self.shards.serve(peer.node_id, method, body)

@@ -40,6 +40,15 @@ class LoadRow(Horizontal):
         self.query_one(".load-stage", Label).update(stage)
 
 
+def transfer_title(view: TransferView) -> str:
+    """What moves where: `m <- B` (a pull), `m -> B` (a copy for B's part of a sharded load),
+    `m <- A (for sharding)` (that copy, on B), `m <- hub` (a download)."""
+    arrow = {"pull": "<-", "copy": "->", "fetch": "<-"}.get(view.kind, "<- hub")
+    source = f" {view.source}" if view.kind != "download" else ""
+    why = " (for sharding)" if view.kind == "fetch" else ""
+    return f"{view.model} {arrow}{source}{why}"
+
+
 class TransferRow(Horizontal):
     """A pull or download: its progress bar, rate and time left, or how it ended."""
 
@@ -49,9 +58,7 @@ class TransferRow(Horizontal):
         self._composed = False
 
     def compose(self) -> ComposeResult:
-        arrow = {"pull": "<-", "copy": "->"}.get(self.view.kind, "<- hub")
-        source = f" {escape(self.view.source)}" if self.view.kind != "download" else ""
-        yield Label(f"{escape(self.view.model)} {arrow}{source}", classes="load-name")
+        yield Label(escape(transfer_title(self.view)), classes="load-name")
         yield ProgressBar(total=1.0, show_eta=False)
         yield Label("", classes="load-stage")
 
