@@ -63,6 +63,7 @@ from salut_tui.shutdown import ShutdownGate
 from salut_tui.startup import log_start_hints
 from salut_tui.stream_events import with_stream_events
 from salut_tui.supervisor import Supervisor
+from salut_tui.transfer.partial import PartialCopy, partial_copies
 from salut_tui.transfers import Transfers
 from salut_tui.views import ClusterView, ModelInfo, NodeStats, SelfView
 
@@ -316,6 +317,10 @@ class Node(ModelActions):
         if self.cluster is None:
             return local
         return self.cluster.merge_models(local)
+
+    def partial_copies(self) -> list[PartialCopy]:
+        """The partial copies of models on this node (some weight files, for sharding)."""
+        return partial_copies(self.settings.models_path())
 
     def loaded_model_ids(self) -> list[str]:
         return [m.model_id for m in self.engine.loaded()] if self.engine else []

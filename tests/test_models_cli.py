@@ -40,6 +40,31 @@ def test_model_lines_show_files_loads_and_shard_parts() -> None:
     assert files.split() == ["acme/files", "-", "-", "-"]
 
 
+def test_model_lines_show_a_partial_copy_on_a_line_of_its_own() -> None:
+    rows = [
+        {"id": "acme/split", "here": False, "peers_with_files": ["A"], "loaded": False,
+         "nodes": [], "keep_alive_left": None, "shard": []},
+        {"id": "acme/other", "here": False, "peers_with_files": ["A"], "loaded": False,
+         "nodes": [], "keep_alive_left": None, "shard": []},
+    ]  # fmt: skip
+    partials = [
+        {"model": "acme/split", "weights": ["m-2.safetensors", "m-3.safetensors"],
+         "bytes": 3_100_000},
+        {"model": "acme/gone", "weights": [f"g-{i}.safetensors" for i in range(5)],
+         "bytes": 1000},
+    ]  # fmt: skip
+    header, split, copy, other, gone, gone_copy = model_lines(rows, "B", partials)
+    assert split.split() == ["acme/split", "A", "-", "-"]  # the copy is not whole: not "here"
+    assert (
+        copy == "  partial copy here for sharding: files m-2.safetensors, m-3.safetensors, 3.1 MB"
+    )
+    assert other.split() == ["acme/other", "A", "-", "-"]
+    assert gone.split() == ["acme/gone", "-", "-", "-"]  # no node lists it: the copy alone
+    assert gone_copy.startswith("  partial copy here for sharding: files g-0.safetensors, ")
+    assert gone_copy.endswith("g-2.safetensors and 2 more, 1.0 KB"), gone_copy
+    assert model_lines(rows, "B") == [header, split, other]
+
+
 async def test_the_first_load_stage_is_the_memory_check(
     tmp_path: Path, tiny_model_id: str, tiny_model_path: Path
 ) -> None:

@@ -30,6 +30,7 @@ from salut_tui.engine.types import Finish, GenerationRequest, ModelError, Sampli
 from salut_tui.events import TransferChanged
 from salut_tui.node import Node
 from salut_tui.transfer.partial import MARKER, PARTIAL, held_weights
+from salut_tui.transfer.progress import human_bytes
 from salut_tui.transfers import TransferView
 from salut_tui.ui.widgets.progress_rows import transfer_title
 from tests.helpers import until
@@ -218,6 +219,16 @@ async def test_the_cli_names_the_files_then_copies_them_with_copy(
         assert f"{MODEL} -> B [" in err  # the copy's progress bar
         assert "copied only model-00002" in out and f"Loaded {MODEL} sharded over A, B" in out
         assert held_weights(b.settings.models_path(), MODEL) == {FILES[1], FILES[2]}
+        code, out, err = await _cli(["models", "--data-dir", b.settings.data_dir], capsys)
+        assert code == 0, out + err
+        lines = out.splitlines()
+        [row] = [i for i, line in enumerate(lines) if line.startswith(f"{MODEL} ")]
+        assert ": A, B" in lines[row], lines[row]  # sharded (or starting): two ranks, the copy
+        copy_dir = b.settings.models_path() / PARTIAL / "salut-test--tiny-split"
+        size = sum(p.stat().st_size for p in copy_dir.iterdir() if p.name != MARKER)
+        assert lines[row + 3] == (
+            f"  partial copy here for sharding: files {FILES[1]}, {FILES[2]}, {human_bytes(size)}"
+        ), lines[row : row + 4]
         code, out, err = await _cli(["unload", MODEL, *data], capsys)
         assert code == 0 and "(sharded: every node)" in out, out + err
     finally:

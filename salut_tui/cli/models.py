@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from salut_tui.cli import shard
@@ -194,12 +194,14 @@ def cmd_unload(args: argparse.Namespace, settings: Settings) -> int:
     return _run(go)
 
 
-def model_lines(models: list[dict], me: str) -> list[str]:
+def model_lines(models: list[dict], me: str, partials: Sequence[dict] = ()) -> list[str]:
     """`salut models` as text, from the control route's model rows (`me`: this node's name):
     where each model's files are, where it is loaded, the idle unload of a model loaded here,
-    and for a sharded instance every participant's rank and layers (the same parts /v1/models
-    lists as `shard` and the Models screen shows)."""
+    for a sharded instance every participant's rank and layers (the same parts /v1/models
+    lists as `shard` and the Models screen shows), and under a model this node holds a partial
+    copy of (`partials`, which no row lists as files here), that copy on a line of its own."""
     lines = [f"{'MODEL':<44} {'FILES ON':<24} {'LOADED ON':<20} {'IDLE UNLOAD':<12}"]
+    copies = {p["model"]: p for p in partials}
     for m in models:
         holders = (["this node"] if m["here"] else []) + list(m["peers_with_files"])
         parts = sorted(m.get("shard") or (), key=lambda p: p["rank"])
@@ -217,13 +219,29 @@ def model_lines(models: list[dict], me: str) -> list[str]:
         for p in parts:  # layers [start, end), as the shard plan prints them
             start, end = p["layers"]
             lines.append(f"  rank {p['rank']}  {p['name']:<16} layers {start:>3}-{end}")
+        if m["id"] in copies:
+            lines.append(partial_line(copies.pop(m["id"])))
+    for copy in copies.values():  # no node lists the model now: the copy alone
+        lines += [f"{copy['model']:<44} {'-':<24} {'-':<20} -".rstrip(), partial_line(copy)]
     return lines
+
+
+SHOWN_FILES = 3  # weight files named on a partial copy's line; the others are counted
+
+
+def partial_line(copy: dict) -> str:
+    """A partial copy on this node: the weight files it holds and its size."""
+    names = list(copy["weights"])
+    shown = ", ".join(names[:SHOWN_FILES])
+    if len(names) > SHOWN_FILES:
+        shown += f" and {len(names) - SHOWN_FILES} more"
+    return f"  partial copy here for sharding: files {shown}, {human_bytes(copy['bytes'])}"
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     def go() -> None:
         body = call_control(settings.data_path(), "GET", "/models", host=args.host, port=args.port)
-        for line in model_lines(body["models"], body.get("node", "")):
+        for line in model_lines(body["models"], body.get("node", ""), body.get("partials", [])):
             print(line)
         running = [t for t in body["transfers"] if t["state"] == "running"]
         for t in running:

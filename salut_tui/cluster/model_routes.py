@@ -1,7 +1,8 @@
 """Control routes for models on this node and on its peers (`salut models/pull/load/unload`).
 
     GET  /salut/control/models          this node's name, the cluster's models (where each lives
-                                        and is loaded) and the transfers of this node
+                                        and is loaded), the transfers and the partial copies
+                                        (`partials`: {model, weights, bytes}) of this node
     POST /salut/control/models/pull     {model, from?}          NDJSON: transfer views to the end
     POST /salut/control/models/download {model, revision?, endpoint?}  the same, from the Hub
     POST /salut/control/models/load     {model, on?, keep_alive?, force?}
@@ -27,6 +28,7 @@ from salut_tui.cluster.control_http import control_error, json_body
 from salut_tui.cluster.remote_models import RemoteLoadResult
 from salut_tui.engine.types import ModelError
 from salut_tui.events import Event, EventBus, ModelLoadProgressed, TransferChanged
+from salut_tui.transfer.partial import PartialCopy
 from salut_tui.transfers import Transfers, TransferView
 from salut_tui.views import ModelInfo, SelfView
 
@@ -43,6 +45,8 @@ class ModelControl(Protocol):
     def models(self) -> list[ModelInfo]: ...
 
     def self_view(self) -> SelfView: ...
+
+    def partial_copies(self) -> list[PartialCopy]: ...
 
     def pull_model(self, model_id: str, peer: str | None = None) -> str: ...
 
@@ -69,6 +73,7 @@ def install(app: web.Application, node: ModelControl) -> None:
                 "node": node.self_view().name,  # which of the names below is this node
                 "models": [dataclasses.asdict(m) for m in node.models()],
                 "transfers": [transfer_json(t) for t in node.transfers.all()],
+                "partials": [dataclasses.asdict(p) for p in node.partial_copies()],
             }
         )
 

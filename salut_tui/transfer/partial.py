@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from salut_tui.transfer.manifest import (
@@ -146,6 +147,27 @@ def list_partials(models_root: Path) -> dict[str, list[str]]:
         weights = sorted(f.name for f in marker.files if is_weight_file(f.name))
         if weights:
             found[directory.name.replace("--", "/", 1)] = weights
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class PartialCopy:
+    """A partial copy on this node, as `salut models` lists it."""
+
+    model: str
+    weights: tuple[str, ...]  # the weight files it holds
+    bytes: int  # every file it holds (config and tokenizer too)
+
+
+def partial_copies(models_root: Path) -> list[PartialCopy]:
+    """Every partial copy here with the weight files it holds and its size on disk."""
+    found = []
+    for model in list_partials(models_root):
+        with contextlib.suppress(TransferError):
+            marker = read_marker(partial_directory(models_root, model))
+            if marker is not None:
+                weights = tuple(sorted(f.name for f in marker.files if is_weight_file(f.name)))
+                found.append(PartialCopy(model, weights, sum(f.size for f in marker.files)))
     return found
 
 
