@@ -17,7 +17,8 @@ import pytest
 
 from salut_tui.cluster.link import RemoteError
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ
-from salut_tui.cluster.pull import INCOMING, LOG_FILE, InOrderHash, PullProgress, pull_model
+from salut_tui.cluster.pull import INCOMING, LOG_FILE, PullProgress, pull_model
+from salut_tui.cluster.pull_copier import InOrderHash
 from salut_tui.config import Settings
 from salut_tui.engine.types import Finish, GenerationRequest, SamplingParams, Token
 from salut_tui.node import Node
