@@ -2,6 +2,8 @@
 facts routing needs about peers (`peer_facts`), and proxying to them (`proxy`). Built by `Node`
 unless the mode is solo; it sees the node only through the narrow `LocalNode` protocol.
 
+Models on peers (copy, load, unload) are the `PeerModels` mixin's (`peer_models.py`).
+
 Links: every paired peer gets one link (`linking.Linker`: dialling, accepting, which of two
 crossed links to keep); this class gives each link its handlers and reads what comes back.
 """
@@ -15,7 +17,6 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from pathlib import Path
 from typing import Protocol
 
 import aiohttp
@@ -24,24 +25,21 @@ from aiohttp import web
 from salut_tui.cluster.bulk import MODEL_BULK
 from salut_tui.cluster.control import CONTROL_TOKEN_FILE, write_control_token
 from salut_tui.cluster.discovery import ManualPeers, MdnsDiscovery
-from salut_tui.cluster.fetch import MODEL_FETCH, ask_fetch, serve_fetch
+from salut_tui.cluster.fetch import MODEL_FETCH, serve_fetch
 from salut_tui.cluster.frames import FrameCipher
 from salut_tui.cluster.link import LinkLost, PeerLink, Stream
 from salut_tui.cluster.linking import AnyWebSocket, Linker
 from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ, ModelFiles
 from salut_tui.cluster.models import merge_models, merge_sharded
+from salut_tui.cluster.peer_models import PeerModels
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
 from salut_tui.cluster.proxy import GENERATE, generate_remote, serve_generate
-from salut_tui.cluster.pull import Report, pull_model
 from salut_tui.cluster.remote_models import (
     MODEL_LOAD,
     MODEL_UNLOAD,
-    RemoteLoadResult,
-    load_remote,
     serve_load,
     serve_unload,
-    unload_remote,
 )
 from salut_tui.cluster.tunnel import Tunnel
 from salut_tui.config import Settings
@@ -53,7 +51,6 @@ from salut_tui.pairing.service import PairingService, PairingStatus
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
-from salut_tui.transfer.manifest import TransferError
 from salut_tui.transfer.partial import list_partials
 from salut_tui.transfers import Transfers
 from salut_tui.views import ClusterView, ModelInfo, PeerView, ShardView, to_json
@@ -74,7 +71,7 @@ class ShardEndpoint(Protocol):
     def views(self) -> list[ShardView]: ...
 
 
-class Cluster:
+class Cluster(PeerModels):
     def __init__(
         self,
         local: LocalNode,
@@ -351,82 +348,8 @@ class Cluster:
         records = [r for i in candidates if (r := self.table.get(i)) is not None]
         return generate_remote(request, [(r.name, _link_of(r)) for r in records])
 
-    # ---- models on peers: copy, load, unload ------------------------------------------------
-    def linked_peer(self, peer_ref: str) -> PeerLink:
-        """The link to a paired peer named by id, id prefix or name; TransferError in words
-        when there is no such paired peer or it is not reachable now."""
-        record = self.table.find(peer_ref)
-        if record is None or not record.paired:  # a name shared with a stranger on the LAN
-            paired = [
-                r for r in self.table.all()
-                if r.paired and (r.name == peer_ref or r.node_id.startswith(peer_ref))
-            ]  # fmt: skip
-            record = paired[0] if len(paired) == 1 else record
-        if record is None or not record.paired or record.node_id not in self.trust:
-            raise TransferError(
-                f"'{peer_ref}' is not a paired peer: pair with it first (salut pair)"
-            )
-        if record.link is None or not record.linked:
-            raise TransferError(f"{record.name} is paired but not reachable now")
-        return record.link
-
-    def holder_of(self, model_id: str) -> str | None:
-        """A reachable paired peer that has the model's files (loaded ones first)."""
-        ok = [r for r in self.table.all() if r.paired and r.health == "ok"]
-        for record in sorted(ok, key=lambda r: model_id not in r.known_loaded):
-            if model_id in r_models(record):
-                return record.node_id
-        return None
-
-    async def pull(self, model_id: str, peer_ref: str | None, report: Report) -> Path:
-        """Copy a model's files from a paired peer into this node's models dir."""
-        ref = peer_ref or self.holder_of(model_id)
-        if ref is None:
-            raise TransferError(f"no reachable paired peer has the model '{model_id}'")
-        # The peer's current link at each step: a copy outlives a replaced link.
-        path = await pull_model(
-            lambda: self.linked_peer(ref), model_id, self.settings.models_path(), report
-        )
-        self._models_changed()
-        return path
-
     def _models_changed(self) -> None:
         self._available = (float("-inf"), [])  # tell peers at the next tick
-
-    async def send_copy(
-        self, node_id: str, model_id: str, files: frozenset[str] | None, report: Report
-    ) -> bool:
-        """Have a paired peer copy `model_id` (only `files`, when given) from this node, for
-        its part of a sharded plan; returns whether its copy is partial."""
-        try:
-            link = self._live_link(node_id)
-        except LinkLost as exc:
-            raise TransferError(str(exc)) from None
-        return await ask_fetch(link, model_id, files, report)
-
-    async def load_on(
-        self,
-        peer_ref: str,
-        model_id: str,
-        *,
-        keep_alive: object = None,
-        force: bool = False,
-        on_progress: Callable[[float, str], None] = lambda _f, _s: None,
-    ) -> RemoteLoadResult:
-        try:
-            link = self.linked_peer(peer_ref)
-        except TransferError as exc:
-            return RemoteLoadResult(False, str(exc), "peer_not_found", 404)
-        return await load_remote(
-            link, model_id, keep_alive=keep_alive, force=force, on_progress=on_progress
-        )
-
-    async def unload_on(self, peer_ref: str, model_id: str) -> RemoteLoadResult:
-        try:
-            link = self.linked_peer(peer_ref)
-        except TransferError as exc:
-            return RemoteLoadResult(False, str(exc), "peer_not_found", 404)
-        return await unload_remote(link, model_id)
 
     def merge_models(self, local: list[ModelInfo]) -> list[ModelInfo]:
         healthy = [(r.name, r.state) for r in self.table.all() if r.health == "ok"]
@@ -483,11 +406,6 @@ class Cluster:
         self._forget_trust(record.node_id)
         await self.linker.close_links(record.node_id)  # the draining ones too
         return trusted
-
-
-def r_models(record: PeerRecord) -> frozenset[str]:
-    """The models whose files a peer said it has (loaded or loadable)."""
-    return record.known_loaded | record.known_available
 
 
 def _shard_states(state: dict) -> list:
