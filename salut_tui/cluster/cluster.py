@@ -2,7 +2,8 @@
 facts routing needs about peers (`peer_facts`), and proxying to them (`proxy`). Built by `Node`
 unless the mode is solo; it sees the node only through the narrow `LocalNode` protocol.
 
-Models on peers (copy, load, unload) are the `PeerModels` mixin's (`peer_models.py`).
+Models on peers (copy, load, unload) are the `PeerModels` mixin's (`peer_models.py`); pairing
+and unpairing the `PeerTrust` mixin's (`peer_trust.py`).
 
 Links: every paired peer gets one link (`linking.Linker`: dialling, accepting, which of two
 crossed links to keep); this class gives each link its handlers and reads what comes back.
@@ -11,7 +12,6 @@ crossed links to keep); this class gives each link its handlers and reads what c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import secrets
@@ -33,6 +33,7 @@ from salut_tui.cluster.local import LocalNode
 from salut_tui.cluster.model_service import MODEL_MANIFEST, MODEL_READ, ModelFiles
 from salut_tui.cluster.models import merge_models, merge_sharded
 from salut_tui.cluster.peer_models import PeerModels
+from salut_tui.cluster.peer_trust import PeerTrust
 from salut_tui.cluster.peers import PeerRecord, PeerTable, clean_state
 from salut_tui.cluster.proxy import GENERATE, generate_remote, serve_generate
 from salut_tui.cluster.remote_models import (
@@ -47,7 +48,7 @@ from salut_tui.engine.types import Chunk, GenerationRequest
 from salut_tui.events import EventBus, PairingChanged, PeersChanged
 from salut_tui.pairing.files import ensure_private_dir
 from salut_tui.pairing.identity import Identity
-from salut_tui.pairing.service import PairingService, PairingStatus
+from salut_tui.pairing.service import PairingService
 from salut_tui.pairing.trust import TrustedPeer, TrustStore
 from salut_tui.routing import PeerFacts
 from salut_tui.supervisor import Supervisor
@@ -71,7 +72,7 @@ class ShardEndpoint(Protocol):
     def views(self) -> list[ShardView]: ...
 
 
-class Cluster(PeerModels):
+class Cluster(PeerModels, PeerTrust):
     def __init__(
         self,
         local: LocalNode,
@@ -267,23 +268,6 @@ class Cluster(PeerModels):
                 self.linker.close_links(link.peer.node_id), name=f"close {link.peer.name}"
             )
 
-    def _paired(self, peer: TrustedPeer) -> None:
-        # The address pairing proved is the one to dial; what discovery announced for this id
-        # stays a candidate (see _dial_any).
-        record = self.table.upsert(peer.node_id, peer.name, peer.address, "trust")
-        record.paired, record.dial_failed = True, False
-        self.linker.retry_now(peer.node_id)
-        self._changed(f"paired {peer.name}")
-
-    def _forget_trust(self, node_id: str) -> None:
-        self.trust.remove(node_id)
-        self.model_files.tickets.forget_peer(node_id)
-        record = self.table.get(node_id)
-        if record is not None:
-            record.paired = False
-            self.table.forget_source(node_id, "trust")
-        self._changed("unpaired")
-
     # ---- what routing and the node call -------------------------------------------------------
     def peer_facts(self) -> tuple[PeerFacts, ...]:
         """Every paired peer as the routing decision sees it; a coordinator of an instance this
@@ -371,41 +355,6 @@ class Cluster(PeerModels):
             "version": self.local.version,
             "port": self.local.port,
         }
-
-    # ---- what the UI and the control routes call --------------------------------------------
-    def peers(self) -> list[PeerRecord]:
-        return self.table.all()
-
-    def pairing_status(self) -> PairingStatus:
-        return self.pairing.status()
-
-    def create_pairing_code(self, ttl: float = 300.0) -> PairingStatus:
-        return self.pairing.create_code(ttl)
-
-    def cancel_pairing(self) -> None:
-        self.pairing.cancel()
-
-    async def join(self, address: str, code: str) -> TrustedPeer:
-        assert self._session is not None
-        if ":" not in address:  # a discovered peer picked by name or id
-            record = self.table.find(address)
-            if record is not None:
-                address = record.address
-        return await self.pairing.join(self._session, address, code)
-
-    async def unpair(self, peer_ref: str) -> TrustedPeer | None:
-        """Remove trust here and, when its link is up, tell the peer to drop us too."""
-        record = self.table.find(peer_ref)
-        trusted = self.trust.get(record.node_id) if record is not None else None
-        if record is None or trusted is None:
-            return None
-        link = record.link
-        if link is not None and not link.closed:
-            with contextlib.suppress(Exception):
-                await link.notice({"unpaired": True})
-        self._forget_trust(record.node_id)
-        await self.linker.close_links(record.node_id)  # the draining ones too
-        return trusted
 
 
 def _shard_states(state: dict) -> list:
