@@ -5,6 +5,7 @@ node. The base of `ModelsScreen`, which draws the table and the status line thes
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from salut_tui.engine.types import ModelError
 from salut_tui.shard.placement import ShardPlan
@@ -18,15 +19,13 @@ log = logging.getLogger("salut_tui.ui.screens.models")
 
 
 class ShardedModelActions(NodeScreen):
-    # The Models screen's table and status line (`ModelsScreen` defines them).
-    def show_status(self, text: str, *, error: bool = False) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the Models screen's table and status line (`ModelsScreen` defines them)
 
-    def select(self, model_id: str) -> None:
-        raise NotImplementedError
+        def show_status(self, text: str, *, error: bool = False) -> None: ...
 
-    def _selected_info(self) -> ModelInfo | None:
-        raise NotImplementedError
+        def select(self, model_id: str) -> None: ...
+
+        def _selected_info(self) -> ModelInfo | None: ...
 
     async def _unload_sharded(self, model_id: str, names: list[str]) -> None:
         try:
